@@ -1,0 +1,54 @@
+"""Input validation shared by layers and losses.
+
+Every check runs on static shapes and dtypes, so it costs nothing under ``jit``
+and fires at trace time with a message that names the layer, what was expected,
+what came, and what to do.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def floating(name: str, x, what: str = "input"):
+    """Raise ``TypeError`` unless ``x`` is a floating-point array."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{name}: expected a floating-point {what}, got dtype {dtype}. "
+            f"Cast it first, e.g. x.astype(jnp.float32)."
+        )
+
+
+def batched(name: str, x, min_ndim: int = 2, layout: str = "(batch, features)"):
+    """Raise ``ValueError`` unless ``x`` has at least ``min_ndim`` axes."""
+    if jnp.ndim(x) < min_ndim:
+        raise ValueError(
+            f"{name}: expected a batched input of shape {layout}, got shape "
+            f"{_fmt(jnp.shape(x))}. For a single example use x[None] (adds a batch axis)."
+        )
+
+
+def last_axis(name: str, x, expected: int, source: str):
+    """Raise ``ValueError`` unless ``x.shape[-1] == expected``."""
+    got = jnp.shape(x)[-1]
+    if got != expected:
+        raise ValueError(
+            f"{name}: input has {got} features (shape {_fmt(jnp.shape(x))}) but "
+            f"{source} expects {expected}. Re-run init with the right input shape "
+            f"or fix the data."
+        )
+
+
+def same_shape(name: str, a, b, what_a: str, what_b: str, hint: str = ""):
+    """Raise ``ValueError`` unless ``a`` and ``b`` have identical shapes (no broadcasting)."""
+    if jnp.shape(a) != jnp.shape(b):
+        raise ValueError(
+            f"{name}: {what_a} shape {_fmt(jnp.shape(a))} and {what_b} shape "
+            f"{_fmt(jnp.shape(b))} must match exactly (fnnet never broadcasts silently)."
+            + (f" {hint}" if hint else "")
+        )

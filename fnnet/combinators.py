@@ -1,0 +1,87 @@
+"""Combinators: layers made of layers.
+
+``serial(*layers)`` composes layers left to right. Its params are a tuple with
+one entry per layer; its residuals a tuple of the layers' residuals; its backward
+walks the layers in reverse, feeding each layer's ``dx`` to the layer before it
+(the chain rule as a composition of VJPs)::
+
+    y_0 = x,   y_i, r_i = fwd_i(p_i, y_{i-1})          i = 1..L
+    g_L = dy,  (dp_i, g_{i-1}) = bwd_i(r_i, g_i)        i = L..1
+    return (dp_1, ..., dp_L), g_0
+
+A key passed to ``fwd`` is split into one key per layer (``jax.random.split``),
+so the manual and autodiff paths see the same randomness.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .core import Layer, named
+
+
+def _with_position(err: Exception, i: int, layer: Layer, outer: str) -> Exception:
+    msg = f"{err.args[0] if err.args else err} [layer {i} ({layer.name}) of {outer}]"
+    new = type(err)(msg)
+    return new
+
+
+def output_shape(layer: Layer, params, input_shape, dtype=jnp.float32):
+    """Shape of ``layer``'s output for ONE example of ``input_shape`` (no batch axis)."""
+    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+    y = jax.eval_shape(lambda p, x: layer.fwd(p, x)[0], params, x)
+    return tuple(y.shape[1:])
+
+
+def serial(*layers: Layer) -> Layer:
+    """Compose ``layers`` left to right into one :class:`~fnnet.Layer`.
+
+    Params: ``tuple(params_1, ..., params_L)``. Errors raised by a layer are
+    re-raised with its position, e.g. ``"... [layer 2 (Dense(1)) of serial]"``.
+    """
+    if not layers:
+        raise ValueError("serial: needs at least one layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            hint = " (a constructor? call it, e.g. fn.Dense(3))" if callable(layer) else ""
+            raise TypeError(f"serial: argument {i} is {layer!r}, not a fnnet Layer{hint}")
+    name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
+    short = "serial"
+
+    def init(key, input_shape):
+        keys = jax.random.split(key, len(layers))
+        params, shape = [], tuple(input_shape)
+        for i, (layer, k) in enumerate(zip(layers, keys)):
+            try:
+                p = layer.init(k, shape)
+                shape = output_shape(layer, p, shape)
+            except (ValueError, TypeError) as err:
+                raise _with_position(err, i, layer, short) from err
+            params.append(p)
+        return tuple(params)
+
+    def fwd(params, x, *, key=None):
+        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
+            got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
+            raise ValueError(f"{short}: params must be a tuple of {len(layers)} entries "
+                             f"(one per layer), got {got}")
+        keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
+        residuals = []
+        for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
+            try:
+                x, r = layer.fwd(p, x, key=k)
+            except (ValueError, TypeError) as err:
+                raise _with_position(err, i, layer, short) from err
+            residuals.append(r)
+        return x, tuple(residuals)
+
+    def bwd(residuals, dy):
+        dparams = [None] * len(layers)
+        for i in reversed(range(len(layers))):
+            dparams[i], dy = layers[i].bwd(residuals[i], dy)
+        return tuple(dparams), dy
+
+    layer = named(name, init, fwd, bwd, needs_key=any(l.needs_key for l in layers))
+    fwd.fnnet_layers = layers
+    return layer

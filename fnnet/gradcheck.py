@@ -1,0 +1,348 @@
+"""Gradient checking: manual VJPs vs ``jax.grad`` vs central finite differences.
+
+``check_grads(model, loss, params, x, y)`` checks the gradient of the scalar loss
+w.r.t. every params leaf; ``check_layer(layer, params, x)`` checks one layer's
+``bwd`` (w.r.t. params AND input) against a random output cotangent ``dy``.
+Both return a :class:`GradCheckReport`: ``report.ok``, and ``print(report)``
+for a per-leaf table.
+
+Two comparisons per floating-point leaf:
+
+1. **manual vs autodiff**, in the dtype of the inputs (float32 usually), with
+   matmuls at ``"highest"`` precision. Error = ``max|m - a| / max(max|a|, max|m|)``
+   (normwise relative error of the leaf). Default tolerance: 1e-5 in float32
+   (~80 ulps: the two paths evaluate the same products in a different order),
+   1e-10 in float64, 1e-2 in 16-bit types.
+2. **manual vs central finite differences in float64**, along
+   ``num_directions`` random unit directions ``v`` per leaf::
+
+       fd = (S(p + h v) - S(p - h v)) / (2 h),      compared with  <manual_grad, v>
+
+   Error = ``|fd - <g, v>| / max(|g|, |fd|)``; passes when
+   ``|fd - <g, v>| <= atol + rtol * max(|g|, |fd|)`` with ``rtol = 1e-6`` and
+   ``atol = 1e-9 * max(1, |S|)``. Central differences in float64 with
+   ``h = 1e-6`` carry a truncation error of order ``h^2 = 1e-12`` and a rounding
+   error of order ``1e-16 |S| / h = 1e-10 |S|``, both far below the tolerance,
+   while a wrong backward (a dropped term, a missing transpose, a 1/n off) is
+   off by order 1.
+
+**Kinks.** A finite difference across a ReLU kink (or a max-pool tie) measures
+neither one-sided derivative. The checker compares the non-float residuals
+(ReLU masks, argmax indices) at ``p``, ``p + h v`` and ``p - h v``; if they
+differ, the direction crosses a kink and another direction (then a smaller
+``h``) is tried. A leaf whose every try crosses a kink (e.g. a bias feeding a
+pre-activation that is exactly 0) is reported as ``kink`` and excluded from the
+finite-difference verdict; its manual-vs-autodiff comparison still counts.
+
+**float64.** If ``jax_enable_x64`` is off, the finite-difference part runs inside
+``jax.enable_x64(True)`` for the duration of the check (the report says so).
+Enable it for the whole program with ``jax.config.update("jax_enable_x64", True)``
+at start-up, or ``JAX_ENABLE_X64=1`` in the environment. If float64 cannot be
+enabled, the finite-difference part is reported as not run and ``ok`` is False:
+a float32 finite-difference verdict would be meaningless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .core import Layer, Loss
+from .grad import loss_fn, value_and_grad
+
+__all__ = ["check_grads", "check_layer", "GradCheckReport", "LeafCheck", "autodiff_rtol"]
+
+_AUTODIFF_RTOL = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
+
+
+def autodiff_rtol(dtype) -> float:
+    """Default manual-vs-autodiff tolerance for a dtype."""
+    return _AUTODIFF_RTOL.get(jnp.dtype(dtype).name, 1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafCheck:
+    """One leaf's result. ``fd_rel`` is the worst direction's error (None if not run)."""
+
+    path: str
+    shape: tuple
+    autodiff_abs: float
+    autodiff_rel: float
+    fd_rel: float | None
+    fd_status: str  # "ok", "FAIL", "kink", "not run"
+    autodiff_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.autodiff_ok and self.fd_status in ("ok", "kink")
+
+
+@dataclasses.dataclass(frozen=True)
+class GradCheckReport:
+    """Per-leaf errors of manual vs autodiff vs finite differences, with tolerances."""
+
+    title: str
+    leaves: tuple
+    dtype: str
+    autodiff_rtol: float
+    fd_rtol: float
+    fd_eps: float
+    num_directions: int
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(leaf.ok for leaf in self.leaves)
+
+    @property
+    def failures(self) -> tuple:
+        return tuple(leaf for leaf in self.leaves if not leaf.ok)
+
+    def __bool__(self) -> bool:  # `assert report` reads naturally
+        return self.ok
+
+    def __str__(self) -> str:
+        head = [
+            f"gradient check: {self.title}",
+            f"  manual vs autodiff: {self.dtype}, highest matmul precision, rtol {self.autodiff_rtol:.0e}",
+            f"  manual vs central finite differences: float64, h={self.fd_eps:.0e}, "
+            f"{self.num_directions} random direction(s) per leaf, rtol {self.fd_rtol:.0e}",
+        ]
+        if self.note:
+            head.append(f"  note: {self.note}")
+        cols = ("leaf", "shape", "|man-auto|", "rel err", "fd rel err", "result")
+        rows = []
+        for leaf in self.leaves:
+            fd = "-" if leaf.fd_rel is None else f"{leaf.fd_rel:.1e}"
+            status = "ok" if leaf.ok else "FAIL"
+            if leaf.fd_status == "kink":
+                status += " (fd skipped: kink)"
+            elif leaf.fd_status == "not run":
+                status += " (fd not run)"
+            elif leaf.fd_status == "FAIL":
+                status += " (vs finite differences)"
+            if not leaf.autodiff_ok:
+                status += " (vs autodiff)"
+            rows.append((leaf.path, str(leaf.shape), f"{leaf.autodiff_abs:.1e}",
+                         f"{leaf.autodiff_rel:.1e}", fd, status))
+        widths = [max(len(r[i]) for r in (cols, *rows)) for i in range(len(cols))]
+        fmt = lambda r: "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+        n_ok = sum(leaf.ok for leaf in self.leaves)
+        verdict = "PASS" if self.ok else "FAIL"
+        return "\n".join([*head, fmt(cols), *map(fmt, rows),
+                          f"  {verdict}: {n_ok}/{len(self.leaves)} leaves agree"])
+
+    __repr__ = __str__
+
+
+def _is_float(a) -> bool:
+    return jnp.issubdtype(jnp.result_type(a), jnp.floating)
+
+
+def _to64(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if _is_float(a) else a, tree)
+
+
+def _discrete(tree):
+    """The non-float leaves of a residual tree: the kink/branch signature."""
+    return [a for a in jax.tree.leaves(tree) if not _is_float(a)]
+
+
+@contextlib.contextmanager
+def _float64():
+    if jax.config.jax_enable_x64:
+        yield ""
+        return
+    with jax.enable_x64(True):
+        yield ("float64 was off; it was enabled locally for the finite differences "
+               "(enable it globally with jax.config.update('jax_enable_x64', True))")
+
+
+def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_eps,
+           num_directions, finite_differences):
+    """Shared engine: ``scalar(theta) -> S``, ``manual(theta) -> grads``,
+    ``signature(theta) -> list of non-float residual arrays``."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(theta)
+    float_idx = [i for i, (_, a) in enumerate(leaves) if _is_float(a)]
+    dtype = jnp.result_type(*[leaves[i][1] for i in float_idx]) if float_idx else jnp.float32
+    rtol = autodiff_rtol(dtype) if rtol is None else rtol
+
+    with jax.default_matmul_precision("highest"):
+        m = jax.tree.leaves(jax.jit(manual)(theta))
+        a = jax.tree.leaves(jax.jit(jax.grad(scalar))(theta))
+
+    auto_abs, auto_rel = {}, {}
+    for i in float_idx:
+        mi, ai = np.asarray(m[i], np.float64), np.asarray(a[i], np.float64)
+        if mi.shape != ai.shape:
+            raise ValueError(f"check: manual gradient for {jax.tree_util.keystr(leaves[i][0])} "
+                             f"has shape {mi.shape}, expected {ai.shape}")
+        err = float(np.max(np.abs(mi - ai))) if mi.size else 0.0
+        scale = max(float(np.max(np.abs(ai))) if ai.size else 0.0,
+                    float(np.max(np.abs(mi))) if mi.size else 0.0)
+        auto_abs[i] = err
+        auto_rel[i] = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+
+    fd_rel = {i: None for i in float_idx}
+    fd_status = {i: "not run" for i in float_idx}
+    note = "finite differences disabled by the caller" if not finite_differences else ""
+    if finite_differences:
+        try:
+            ctx = _float64()
+            note = ctx.__enter__()
+        except Exception as err:  # pragma: no cover - platform without float64
+            note = (f"finite differences NOT RUN: float64 unavailable ({err}). Enable it with "
+                    f"jax.config.update('jax_enable_x64', True) before any JAX call.")
+            ctx = None
+        if ctx is not None:
+            try:
+                _finite_differences(theta, scalar, manual, signature, leaves, treedef, float_idx,
+                                    key, fd_rtol, fd_eps, num_directions, fd_rel, fd_status)
+            finally:
+                ctx.__exit__(None, None, None)
+
+    rows = tuple(
+        LeafCheck(path=jax.tree_util.keystr(leaves[i][0]) or "(root)",
+                  shape=tuple(jnp.shape(leaves[i][1])), autodiff_abs=auto_abs[i],
+                  autodiff_rel=auto_rel[i], fd_rel=fd_rel[i], fd_status=fd_status[i],
+                  autodiff_ok=auto_rel[i] <= rtol)
+        for i in float_idx)
+    return GradCheckReport(title=title, leaves=rows, dtype=jnp.dtype(dtype).name,
+                           autodiff_rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps,
+                           num_directions=num_directions, note=note)
+
+
+def _finite_differences(theta, scalar, manual, signature, leaves, treedef, float_idx, key,
+                        fd_rtol, fd_eps, num_directions, fd_rel, fd_status):
+    theta64 = _to64(theta)
+    with jax.default_matmul_precision("highest"):
+        S = jax.jit(scalar)
+        sig = jax.jit(signature)
+        g64 = [np.asarray(g) for g in jax.tree.leaves(jax.jit(manual)(theta64))]
+        base_leaves = jax.tree.leaves(theta64)
+        s0 = float(S(theta64))
+        sig0 = [np.asarray(s) for s in sig(theta64)]
+        atol = 1e-9 * max(1.0, abs(s0))
+        rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+
+        def at(i, delta):
+            new = list(base_leaves)
+            new[i] = base_leaves[i] + delta
+            return jax.tree_util.tree_unflatten(treedef, new)
+
+        def same_branch(t):
+            return all(np.array_equal(a, np.asarray(b)) for a, b in zip(sig0, sig(t)))
+
+        for i in float_idx:
+            shape = np.shape(base_leaves[i])
+            g = g64[i]
+            gnorm = float(np.linalg.norm(g))
+            worst, checked = 0.0, 0
+            for _ in range(num_directions):
+                for attempt in range(8):
+                    v = rng.standard_normal(shape)
+                    v /= max(np.linalg.norm(v), 1e-300)
+                    h = fd_eps / (10 ** (attempt // 4))
+                    plus, minus = at(i, h * v), at(i, -h * v)
+                    if same_branch(plus) and same_branch(minus):
+                        break
+                else:
+                    continue  # every try crossed a kink
+                fd = (float(S(plus)) - float(S(minus))) / (2 * h)
+                gv = float(np.sum(g * v))
+                err = abs(fd - gv)
+                scale = max(gnorm, abs(fd))
+                if err > atol + fd_rtol * scale:
+                    worst = max(worst, math.inf if scale == 0 else err / scale)
+                    fd_status[i] = "FAIL"
+                else:
+                    worst = max(worst, err / scale if scale > 0 else 0.0)
+                checked += 1
+            if checked == 0:
+                fd_status[i] = "kink"
+            else:
+                fd_rel[i] = worst
+                if fd_status[i] != "FAIL":
+                    fd_status[i] = "ok"
+
+
+def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0,
+                rtol: float | None = None, fd_rtol: float = 1e-6, fd_eps: float = 1e-6,
+                num_directions: int = 3, finite_differences: bool = True) -> GradCheckReport:
+    """Check ``value_and_grad(model, loss)`` (manual) against autodiff and finite differences.
+
+    Args:
+      model, loss, params, x, y: as for ``value_and_grad``.
+      key: PRNG key for random layers (the same key is used at every evaluation,
+        so dropout masks are fixed).
+      seed: seed of the random finite-difference directions.
+      rtol: manual-vs-autodiff tolerance (default by dtype, see module doc).
+      fd_rtol, fd_eps, num_directions: finite-difference settings.
+      finite_differences: set False to skip the float64 part.
+
+    Returns:
+      A :class:`GradCheckReport` with one row per params leaf.
+    """
+    forward = loss_fn(model, loss)
+    manual = value_and_grad(model, loss, method="manual")
+    y_is_float = _is_float(y)
+
+    def cast_data(p):
+        dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
+        return (x.astype(dt) if _is_float(x) else x), (y.astype(dt) if y_is_float else y)
+
+    def scalar(p):
+        xx, yy = cast_data(p)
+        return forward(p, xx, yy, key=key)
+
+    def grads(p):
+        xx, yy = cast_data(p)
+        return manual(p, xx, yy, key=key)[1]
+
+    def signature(p):
+        xx, _ = cast_data(p)
+        return _discrete(model.fwd(p, xx, key=key)[1])
+
+    title = f"{model.name} with {getattr(loss, 'name', 'loss')}"
+    return _check(title, params, scalar, grads, signature, key=jax.random.key(seed), rtol=rtol,
+                  fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
+                  finite_differences=finite_differences)
+
+
+def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
+                rtol: float | None = None, fd_rtol: float = 1e-6, fd_eps: float = 1e-6,
+                num_directions: int = 3, finite_differences: bool = True) -> GradCheckReport:
+    """Check one layer's ``bwd`` w.r.t. its params and its input.
+
+    The scalar checked is ``S(params, x) = sum(fwd(params, x) * dy)`` for a fixed
+    cotangent ``dy`` (random normal from ``seed`` unless given), so the manual
+    gradient is exactly ``bwd(residuals, dy)``. Rows are named ``[0]...`` for
+    params leaves and ``[1]`` for the input ``x``.
+    """
+    k_dy, k_dir = jax.random.split(jax.random.key(seed))
+    if dy is None:
+        y = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
+        dy = jax.random.normal(k_dy, y.shape, y.dtype)
+
+    def scalar(theta):
+        p, xx = theta
+        out = layer.fwd(p, xx, key=key)[0]
+        return jnp.sum(out * dy.astype(out.dtype))
+
+    def grads(theta):
+        p, xx = theta
+        out, res = layer.fwd(p, xx, key=key)
+        return layer.bwd(res, dy.astype(out.dtype))
+
+    def signature(theta):
+        p, xx = theta
+        return _discrete(layer.fwd(p, xx, key=key)[1])
+
+    return _check(layer.name, (params, x), scalar, grads, signature, key=k_dir, rtol=rtol,
+                  fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
+                  finite_differences=finite_differences)

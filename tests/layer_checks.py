@@ -1,0 +1,91 @@
+"""The three checks every layer and loss gets (DESIGN.md rule 4).
+
+1. manual ``bwd`` vs ``jax.vjp`` of the same ``fwd``, same dtype, tight tolerance;
+2. manual vs central finite differences in float64 (``fn.check_layer``);
+3. manual inside ``jax.jit`` vs outside.
+
+Tolerances: float32 manual-vs-vjp ``rtol=1e-5`` relative to the largest entry of
+the leaf (the paths compute the same products in a different order, so they
+differ by a few ulps times the reduction length), float64 FD ``rtol=1e-6``
+(see ``fnnet.gradcheck``), jit-vs-eager ``rtol=1e-5`` (XLA may fuse and
+reorder float32 arithmetic under jit).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnnet as fn
+
+
+def _close_normwise(a, b, rtol, what):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
+    scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(b), initial=0.0))
+    err = np.max(np.abs(a - b), initial=0.0)
+    assert err <= rtol * scale + 1e-30, f"{what}: max abs err {err:.3e} > {rtol:.0e} * {scale:.3e}"
+
+
+def assert_trees_close(a, b, rtol, what="tree"):
+    la, ta = jax.tree_util.tree_flatten_with_path(a)
+    lb, tb = jax.tree.flatten(b)
+    assert jax.tree.structure(a) == tb, f"{what}: tree {jax.tree.structure(a)} != {tb}"
+    for (path, x), y in zip(la, lb):
+        _close_normwise(x, y, rtol, f"{what}{jax.tree_util.keystr(path)}")
+
+
+def assert_layer_correct(layer, params, x, *, key=None, rtol=1e-5, fd=True, seed=0):
+    """Run the three checks on one layer at (params, x). Returns the check report."""
+    y, res = layer.fwd(params, x, key=key)
+    # output shape as jax.eval_shape predicts
+    spec = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
+    assert (y.shape, y.dtype) == (spec.shape, spec.dtype)
+    dy = jax.random.normal(jax.random.key(seed + 1), y.shape, y.dtype)
+
+    # 1. manual vs jax.vjp, same dtype
+    dparams, dx = layer.bwd(res, dy)
+    _, pullback = jax.vjp(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
+    ref_dparams, ref_dx = pullback(dy)
+    assert_trees_close(dparams, ref_dparams, rtol, f"{layer.name} dparams")
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        assert dx.dtype == x.dtype, f"{layer.name}: dx dtype {dx.dtype} != x dtype {x.dtype}"
+        _close_normwise(dx, ref_dx, rtol, f"{layer.name} dx")
+
+    # 3. jit vs eager
+    def manual(p, x, dy):
+        out, r = layer.fwd(p, x, key=key)
+        return out, layer.bwd(r, dy)
+
+    assert_trees_close(jax.jit(manual)(params, x, dy), manual(params, x, dy), 1e-5,
+                       f"{layer.name} jit vs eager")
+
+    # 2. float64 finite differences (and the checker's own manual-vs-autodiff)
+    report = fn.check_layer(layer, params, x, key=key, dy=dy, seed=seed,
+                            finite_differences=fd)
+    assert report.ok, str(report)
+    return report
+
+
+PARAMS_AS_OUTPUT = fn.named(
+    "params_as_output",
+    lambda key, shape: None,
+    lambda p, x, *, key=None: (p, None),
+    lambda res, dy: (dy, None),
+)
+
+
+def assert_loss_correct(loss, pred, target, *, rtol=1e-5):
+    """Manual loss backward vs jax.vjp, vs float64 finite differences, and under jit."""
+    value, res = loss.fwd(pred, target)
+    assert value.shape == ()
+    g = jnp.asarray(0.7, value.dtype)  # a non-unit seed catches a forgotten `g *`
+    manual = loss.bwd(res, g)
+    _, pullback = jax.vjp(lambda p: loss.fwd(p, target)[0], pred)
+    (ref,) = pullback(g)
+    _close_normwise(manual, ref, rtol, f"{loss.name} dpred")
+    jitted = jax.jit(lambda p, t: loss.bwd(loss.fwd(p, t)[1], g))(pred, target)
+    _close_normwise(jitted, manual, 1e-5, f"{loss.name} jit vs eager")
+    # float64 finite differences: a "model" whose output is its params (the logits)
+    report = fn.check_grads(PARAMS_AS_OUTPUT, loss, pred, jnp.zeros_like(pred), target)
+    assert report.ok, str(report)
+    return report
