@@ -74,12 +74,12 @@ class LeafCheck:
     autodiff_abs: float
     autodiff_rel: float
     fd_rel: float | None
-    fd_status: str  # "ok", "FAIL", "kink", "not run"
+    fd_status: str  # "ok", "FAIL", "kink", "off" (disabled by the caller), "not run" (no float64)
     autodiff_ok: bool
 
     @property
     def ok(self) -> bool:
-        return self.autodiff_ok and self.fd_status in ("ok", "kink")
+        return self.autodiff_ok and self.fd_status in ("ok", "kink", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +123,7 @@ class GradCheckReport:
             if leaf.fd_status == "kink":
                 status += " (fd skipped: kink)"
             elif leaf.fd_status == "not run":
-                status += " (fd not run)"
+                status += " (fd not run: no float64)"
             elif leaf.fd_status == "FAIL":
                 status += " (vs finite differences)"
             if not leaf.autodiff_ok:
@@ -189,7 +189,7 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
         auto_rel[i] = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
 
     fd_rel = {i: None for i in float_idx}
-    fd_status = {i: "not run" for i in float_idx}
+    fd_status = {i: "not run" if finite_differences else "off" for i in float_idx}
     note = "finite differences disabled by the caller" if not finite_differences else ""
     if finite_differences:
         try:

@@ -1,0 +1,152 @@
+"""Shared pieces of the demos: optional imports, argparse types, the epoch loop."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnnet as fn
+
+EXTRA = 'pip install "fnnet[examples]"'
+
+
+class MissingExtra(ImportError):
+    """An optional dependency of the examples (scikit-learn, matplotlib, tqdm) is missing."""
+
+
+def require(module: str, what: str):
+    """Import ``module`` or raise :class:`MissingExtra` naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        pkg = {"sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
+        raise MissingExtra(f"{what} needs {pkg}, which is not installed: {EXTRA}") from err
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return value
+
+
+def add_training_flags(p: argparse.ArgumentParser, *, epochs: int, quick_epochs: int,
+                       lr: float, batch_size: int, hidden: int):
+    """The flags every training demo shares."""
+    p.add_argument("--epochs", type=positive_int, default=epochs,
+                   help=f"passes over the training set (default {epochs})")
+    p.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr})")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"minibatch size (default {batch_size})")
+    p.add_argument("--hidden", type=positive_int, default=hidden,
+                   help=f"hidden units of the MLP (default {hidden})")
+    p.add_argument("--test-size", type=fraction, default=0.25,
+                   help="fraction of the data held out for testing (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, init and shuffling")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a fast smoke run ({quick_epochs} epochs), for tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="FILE.png", help="save loss and accuracy curves to FILE.png")
+
+
+def optimizer(lr: float):
+    """Adam (fnnet's hand-written one)."""
+    return fn.optim.adam(lr)
+
+
+def train_with_eval(model, loss, opt, params, train, test, *, epochs: int, batch_size: int,
+                    key, predict_labels, progress: bool = True, desc: str = "training"):
+    """Train epoch by epoch with :func:`fnnet.fit`, evaluating on ``test`` after each.
+
+    ``fit`` compiles once (same shapes, same static arguments) and is re-used for
+    every epoch; a fresh key per epoch reshuffles the minibatches.
+    ``predict_labels(params, x) -> int array`` gives the predicted classes.
+
+    Returns ``(params, history)`` with NumPy arrays ``loss`` (mean training loss
+    of each epoch), ``test_loss``, ``train_accuracy``, ``test_accuracy``.
+    """
+    (x_tr, y_tr), (x_te, y_te) = train, test
+    batch_size = min(batch_size, x_tr.shape[0])
+    y_tr_labels, y_te_labels = (np.asarray(y).reshape(y.shape[0], -1)[:, 0] if y.ndim > 1
+                                else np.asarray(y) for y in (y_tr, y_te))
+    evaluate = jax.jit(lambda p, x, y: loss.fwd(fn.apply(model, p, x), y)[0])
+    state = opt.init(params)
+    hist = {k: [] for k in ("loss", "test_loss", "train_accuracy", "test_accuracy")}
+    bar = _progress(epochs, desc) if progress else None
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        params, state, h = fn.fit(model, loss, opt, params, x_tr, y_tr, epochs=1,
+                                  batch_size=batch_size, key=jax.random.fold_in(key, epoch),
+                                  opt_state=state)
+        hist["loss"].append(float(h["loss"][-1]))
+        hist["test_loss"].append(float(evaluate(params, x_te, y_te)))
+        hist["train_accuracy"].append(float(np.mean(predict_labels(params, x_tr) == y_tr_labels)))
+        hist["test_accuracy"].append(float(np.mean(predict_labels(params, x_te) == y_te_labels)))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}", test_acc=f"{hist['test_accuracy'][-1]:.3f}")
+    if bar is not None:
+        bar.close()
+    history = {k: np.asarray(v) for k, v in hist.items()}
+    history["seconds"] = time.perf_counter() - t0
+    return params, history
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # no progress bar, no problem
+        return None
+    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+
+def plot_training(history, path: str, title: str):
+    """Save loss curves (train/test) and accuracy curves side by side."""
+    from fnnet import plotting
+
+    fig = plotting.new_figure(ncols=2)
+    ax_loss, ax_acc = fig.axes
+    plotting.plot_loss_curves({"train (mean during the epoch)": history["loss"],
+                               "test (end of the epoch)": history["test_loss"]},
+                              ax=ax_loss, title=f"{title}: loss")
+    epochs = np.arange(1, len(history["test_accuracy"]) + 1)
+    ax_acc.plot(epochs, 100 * history["train_accuracy"], label="train")
+    ax_acc.plot(epochs, 100 * history["test_accuracy"], label="test")
+    final = 100 * history["test_accuracy"][-1]
+    ax_acc.axhline(final, color="gray", ls=":", lw=1)
+    ax_acc.set_ylim(max(0.0, min(100 * history["test_accuracy"].min(), 90.0) - 2), 100.5)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title(f"{title}: accuracy (final test {final:.1f} %)")
+    ax_acc.grid(True, alpha=0.3)
+    ax_acc.legend()
+    return plotting.save(fig, path)
+
+
+def as_jnp(*arrays):
+    return tuple(jnp.asarray(a) for a in arrays)

@@ -1,0 +1,182 @@
+"""The XOR recipe: a 2-3-1 network trained with hand-written backprop.
+
+The classic setup, by default exactly: 2 inputs, a hidden layer of 3 ReLU units,
+1 sigmoid output unit (a logit fed to binary cross-entropy, whose gradient at the
+logit is ``sigmoid(z) - y``), random normal weights (``N(0, 1)``, as
+``np.random.randn`` in from-scratch tutorials) and zero biases, full-batch SGD
+``w -= 0.1 * grad`` for 10,000 epochs.
+
+An honest warning, measured (``--seeds 200``): this exact setup solves XOR for
+only about half of random seeds. With 3 ReLU units, a unit whose pre-activation
+is negative on all four points is dead and never recovers, and the survivors
+often cannot carve XOR. What fixes it (also measured, not tuned per seed): tanh
+hidden units (``--activation tanh``, ~90 % with 3 units) or more hidden units
+(``--hidden 8``: ReLU ~95 %, tanh 100 %).
+
+Run ``python examples/xor.py --help`` (or ``fnnet xor --help``) for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnnet as fn
+from fnnet.train import run_epochs
+
+X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+Y = np.array([[0], [1], [1], [0]], np.float32)
+
+ACTIVATIONS = {"relu": fn.Relu, "tanh": fn.Tanh, "sigmoid": fn.Sigmoid,
+               "leaky_relu": fn.LeakyRelu(0.01)}
+LOSSES = {"bce": "sigmoid_binary_cross_entropy", "mse": "mean_squared_error"}
+
+
+def initializer(name: str):
+    """``normal`` is N(0, 1) (the classic ``np.random.randn``); others from fnnet.initializers."""
+    inits = fn.initializers
+    table = {"normal": inits.normal(1.0), "uniform": inits.uniform(1.0),
+             "glorot_uniform": inits.glorot_uniform, "glorot_normal": inits.glorot_normal,
+             "he_uniform": inits.he_uniform, "he_normal": inits.he_normal,
+             "lecun_normal": inits.lecun_normal}
+    return table[name]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xor", description="Train a 2-H-1 network on XOR with hand-written backprop "
+        "(defaults: the classic 2-3-1 ReLU/sigmoid, N(0,1) weights, zero biases, SGD 0.1, 10,000 epochs).")
+    p.add_argument("--hidden", type=int, default=3, help="hidden units (default 3)")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    p.add_argument("--init", choices=["normal", "uniform", "glorot_uniform", "glorot_normal",
+                                      "he_uniform", "he_normal", "lecun_normal"], default="normal",
+                   help="weight initializer (biases are always zero); default N(0, 1)")
+    p.add_argument("--loss", choices=sorted(LOSSES), default="bce",
+                   help="bce: sigmoid + binary cross-entropy on the logit; mse: MSE on sigmoid(logit)")
+    p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
+    p.add_argument("--epochs", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=0, metavar="N",
+                   help="train N independently seeded networks in one compiled, vmapped run "
+                        "and report how many solve XOR")
+    p.add_argument("--plot", metavar="FILE.png", help="save the loss curve and decision boundary")
+    return p
+
+
+def make_model(hidden: int, activation: str, init: str, loss: str):
+    """The network (ending in a logit) and the loss on that logit."""
+    w_init = initializer(init)
+    layers = [fn.Dense(hidden, w_init=w_init), ACTIVATIONS[activation], fn.Dense(1, w_init=w_init)]
+    if loss == "mse":  # MSE on the sigmoid output, as in the oldest tutorials
+        return fn.serial(*layers, fn.Sigmoid), fn.losses.mean_squared_error
+    return fn.serial(*layers), fn.losses.sigmoid_binary_cross_entropy
+
+
+def probabilities(model, params, loss_name: str, x):
+    out = fn.apply(model, params, x)
+    return out if loss_name == "mse" else jax.nn.sigmoid(out)
+
+
+def _check_args(parser, args):
+    if args.hidden < 1:
+        parser.error(f"--hidden must be >= 1, got {args.hidden}")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    if args.seeds < 0:
+        parser.error(f"--seeds must be >= 0, got {args.seeds}")
+
+
+def run_one(args, model, loss, opt) -> dict:
+    params0 = model.init(jax.random.key(args.seed), (2,))
+    x, y = jnp.asarray(X), jnp.asarray(Y)
+    t0 = time.perf_counter()
+    params, _, history = fn.fit(model, loss, opt, params0, x, y, epochs=args.epochs)
+    jax.block_until_ready(params)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()  # same call again: the compiled run is reused
+    params, _, history = fn.fit(model, loss, opt, params0, x, y, epochs=args.epochs)
+    jax.block_until_ready(params)
+    run = time.perf_counter() - t0
+
+    losses = history["loss"]
+    every = max(1, args.epochs // 10)
+    for epoch in [*range(0, args.epochs, every), args.epochs - 1]:
+        print(f"epoch {epoch + 1:>6d}  loss {losses[epoch]:.6f}")
+    probs = np.asarray(probabilities(model, params, args.loss, x)).ravel()
+    preds = (probs > 0.5).astype(np.float32)
+    acc = float(np.mean(preds == Y.ravel()))
+    print("\n  x1 x2 | target  p(y=1)  predicted")
+    for (a, b), t, p_, d in zip(X, Y.ravel(), probs, preds):
+        print(f"  {a:.0f}  {b:.0f}  |   {t:.0f}     {p_:.4f}     {d:.0f}")
+    print(f"\naccuracy {acc:.0%}  ({'solved' if acc == 1.0 else 'NOT solved'})")
+    print(f"time: {args.epochs:,} epochs in {run * 1e3:.2f} ms compiled "
+          f"(first call incl. compilation {first * 1e3:.0f} ms)")
+    if acc < 1.0:
+        print("This setup solves XOR for only about half of seeds; try --seeds 100 to see the "
+              "rate, and --activation tanh or --hidden 8 for a reliable setup.")
+    return {"params": params, "history": history, "accuracy": acc, "probs": probs}
+
+
+def run_seeds(args, model, loss, opt) -> dict:
+    """Train ``args.seeds`` networks at once: ``vmap`` over seeds, one compiled run."""
+    x, y = jnp.asarray(X), jnp.asarray(Y)
+    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
+
+    def one(key):
+        params = model.init(key, (2,))
+        params, _, losses = run_epochs(model, loss, opt, params, opt.init(params), x, y, None,
+                                       epochs=args.epochs, batch_size=None, method="manual")
+        probs = probabilities(model, params, args.loss, x)
+        return jnp.all((probs > 0.5) == (y > 0.5)), losses[-1]
+
+    train_all = jax.jit(jax.vmap(one))
+    t0 = time.perf_counter()
+    solved, final = jax.block_until_ready(train_all(keys))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solved, final = jax.block_until_ready(train_all(keys))
+    run = time.perf_counter() - t0
+    n = int(solved.sum())
+    print(f"{args.seeds} seeds, {args.epochs:,} epochs each: solved XOR for {n}/{args.seeds} "
+          f"({n / args.seeds:.0%}); median final loss {float(jnp.median(final)):.4f}")
+    print(f"time: {run * 1e3:.1f} ms for all seeds in one compiled vmapped run "
+          f"(first call incl. compilation {first * 1e3:.0f} ms)")
+    if args.hidden == 3 and args.activation == "relu":
+        print("As measured, the classic 2-3-1 ReLU setup solves XOR for only about half of "
+              "seeds. Reliable: --activation tanh --hidden 8 (100% of 200 seeds), or --hidden 8.")
+    return {"solved": np.asarray(solved), "final_loss": np.asarray(final)}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    model, loss = make_model(args.hidden, args.activation, args.init, args.loss)
+    opt = fn.optim.sgd(args.lr)
+    print(f"XOR: 2-{args.hidden}-1, {args.activation} hidden, sigmoid output, {args.loss} loss, "
+          f"{args.init} weights, zero biases, SGD lr={args.lr}, {args.epochs:,} epochs, full batch")
+    if args.seeds:
+        run_seeds(args, model, loss, opt)
+        return 0
+    result = run_one(args, model, loss, opt)
+    if args.plot:
+        _plot(args, model, result)
+    return 0
+
+
+def _plot(args, model, result):
+    from fnnet import plotting
+
+    plotting.plot_xor(model, result["params"], result["history"], X, Y, args.plot,
+                      output="prob" if args.loss == "mse" else "logit")
+    print(f"saved {args.plot}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
