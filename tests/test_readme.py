@@ -1,0 +1,44 @@
+"""The README's tour and set-up commands stay true."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_tour_runs():
+    tour = _blocks("python")[0]
+    assert "fn.serial" in tour and len(tour.strip().splitlines()) <= 24
+    namespace = {}
+    exec(compile(tour, "README tour", "exec"), namespace)
+    assert namespace["probs"].shape == (4, 1)
+
+
+def test_comparison_snippet_runs():
+    import jax
+
+    import fnnet as fn
+
+    snippet = _blocks("python")[1]
+    net = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
+    params = net.init(jax.random.key(0), (2,))
+    x = jax.random.normal(jax.random.key(1), (4, 2))
+    ns = dict(fn=fn, net=net, loss=fn.losses.mean_squared_error, params=params, x=x,
+              y=jax.random.normal(jax.random.key(2), (4, 1)),
+              p=fn.Dense(4).init(jax.random.key(3), (2,)))
+    exec(compile(snippet, "README comparison", "exec"), ns)
+    assert ns["report"].ok
+
+
+def test_exactly_two_setup_commands_matching_ci():
+    bash = _blocks("bash")
+    setup = [b.strip() for b in bash if b.startswith("python3 -m venv")]
+    assert len(setup) == 2 and "examples/xor.py" in setup[0] and "pytest" in setup[1]
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert setup[1] in ci
