@@ -20,6 +20,8 @@ from typing import Any, Callable, NamedTuple, Union
 import jax
 import jax.numpy as jnp
 
+from . import _validate
+
 Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = Union[float, Schedule]
 
@@ -50,16 +52,8 @@ def apply_updates(params, updates):
 
 
 def check_learning_rate(name: str, learning_rate: ScalarOrSchedule):
-    """Raise ``ValueError`` for a negative constant learning rate."""
-    if callable(learning_rate):
-        return
-    try:
-        lr = float(learning_rate)
-    except TypeError as err:
-        raise TypeError(f"{name}: learning_rate must be a float or a schedule step -> lr, "
-                        f"got {learning_rate!r}") from err
-    if not lr >= 0:
-        raise ValueError(f"{name}: learning_rate must be >= 0, got {learning_rate!r}")
+    """Raise ``ValueError`` for a negative constant learning rate (traced values pass)."""
+    _validate.learning_rate(name, learning_rate)
 
 
 def scale(factor: float) -> Optimizer:

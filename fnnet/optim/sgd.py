@@ -1,16 +1,28 @@
-"""Stochastic gradient descent: ``w <- w - lr_t * g``."""
+"""Stochastic gradient descent, with optional (Nesterov) momentum, as ``torch.optim.SGD``."""
 
 from __future__ import annotations
 
-from .base import Optimizer, ScalarOrSchedule, chain, scale_by_learning_rate
+from .base import Optimizer, ScalarOrSchedule, chain, check_learning_rate, scale_by_learning_rate
+from .transforms import trace
 
 
-def sgd(learning_rate: ScalarOrSchedule) -> Optimizer:
-    """Plain SGD, PyTorch's ``torch.optim.SGD`` without momentum::
+def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool = False) -> Optimizer:
+    """SGD following PyTorch's ``torch.optim.SGD`` (dampening 0, no weight decay)::
 
-        w_{t+1} = w_t - lr_t * g_t
+        momentum = 0:   w_{t+1} = w_t - lr_t g_t
+        momentum > 0:   b_t = mu b_{t-1} + g_t        (b_1 = g_1)
+                        w_{t+1} = w_t - lr_t b_t                     (heavy ball)
+                        w_{t+1} = w_t - lr_t (g_t + mu b_t)          (nesterov=True)
 
     ``learning_rate`` is a float >= 0 or a schedule ``step -> lr`` (step from 0).
-    State: ``(ScaleByScheduleState(count),)``.
+    State: ``(ScaleByScheduleState(count),)`` without momentum,
+    ``(TraceState(trace), ScaleByScheduleState(count))`` with it.
+    For L2 weight decay, chain ``add_decayed_weights(wd)`` in front.
     """
-    return chain(scale_by_learning_rate(learning_rate))
+    check_learning_rate("sgd", learning_rate)
+    if nesterov and not momentum:
+        # Also rejected by torch: Nesterov without momentum is plain SGD in disguise.
+        raise ValueError(f"sgd: nesterov=True needs momentum > 0, got momentum={momentum!r}")
+    if momentum == 0:
+        return chain(scale_by_learning_rate(learning_rate))
+    return chain(trace(momentum, nesterov, where="sgd"), scale_by_learning_rate(learning_rate))

@@ -1,0 +1,115 @@
+"""Finding NaNs: ``find_nonfinite`` walks the manual path layer by layer.
+
+It runs exactly what ``value_and_grad(method="manual")`` runs, eagerly and one
+layer at a time: each sub-layer's forward (for a ``serial`` model, recursively
+into nested ``serial``s, found through ``model.fwd.fnnet_layers``), the loss
+forward and backward, then each layer's backward in reverse. After every piece
+it checks the result for NaN/inf and reports the FIRST non-finite one::
+
+    report = fn.find_nonfinite(net, loss, params, x, y)
+    report.ok          # True when everything is finite
+    print(report)      # e.g. "forward output of layer 2 (Log) [path 2] is non-finite: 3 of 12 values (inf)"
+
+The key (if any) is split per layer exactly as ``serial`` splits it, so a
+model with Dropout sees the same masks as in training.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .core import Layer, Loss
+
+__all__ = ["NonfiniteReport", "find_nonfinite"]
+
+
+class NonfiniteReport(NamedTuple):
+    """Where the first non-finite value appeared (``ok`` when there was none).
+
+    ``stage``: ``"input"``, ``"forward"``, ``"loss"``, ``"loss backward"`` or
+    ``"backward"``; ``position``: the layer's index path inside the model (``(2,)``,
+    or ``(1, 0)`` for layer 0 of a nested serial at position 1); ``layer``: its
+    name; ``what``: ``"output"``, ``"dx"`` or ``"dparams<path>"``.
+    """
+
+    ok: bool
+    stage: str = ""
+    position: tuple = ()
+    layer: str = ""
+    what: str = ""
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "find_nonfinite: all forward outputs, the loss and all gradients are finite"
+        where = f" of layer {self.position[-1]} ({self.layer}) [path {'/'.join(map(str, self.position))}]" \
+            if self.position else (f" ({self.layer})" if self.layer else "")
+        return f"find_nonfinite: {self.stage} {self.what}{where} is non-finite: {self.detail}"
+
+
+def _leaves(layer: Layer, params, key, position):
+    """Flatten nested serials into ``[(position, layer, params, key)]`` in forward order."""
+    subs = getattr(layer.fwd, "fnnet_layers", None)
+    if subs is None:
+        return [(position, layer, params, key)]
+    keys = [None] * len(subs) if key is None else list(jax.random.split(key, len(subs)))
+    out = []
+    for i, (sub, p, k) in enumerate(zip(subs, params, keys)):
+        out += _leaves(sub, p, k, position + (i,))
+    return out
+
+
+def _bad(tree):
+    """``(path, description)`` of the first leaf with a NaN/inf, else None."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = np.asarray(leaf)
+        if not np.issubdtype(a.dtype, np.inexact):
+            continue
+        finite = np.isfinite(a)
+        if not finite.all():
+            kinds = [name for name, m in (("nan", np.isnan(a)), ("inf", np.isinf(a))) if m.any()]
+            return jax.tree_util.keystr(path), f"{a.size - finite.sum()} of {a.size} values ({', '.join(kinds)})"
+    return None
+
+
+def find_nonfinite(model: Layer, loss: Loss, params, x, y, *, key=None) -> NonfiniteReport:
+    """Run the manual path layer by layer; report the first non-finite value.
+
+    Checks, in order: the input ``x``; each layer's forward output; the loss
+    value; the loss's ``dlogits``; then walking backward, each layer's ``dparams``
+    and ``dx``. No autodiff runs (rule 3). Works on any model; a ``serial`` is
+    inspected layer by layer, any other layer as one piece.
+    """
+    bad = _bad(x)
+    if bad:
+        return NonfiniteReport(False, "input", (), "", "x", bad[1])
+    pieces = _leaves(model, params, key, ())
+    residuals = []
+    h = x
+    for position, layer, p, k in pieces:
+        h, r = layer.fwd(p, h, key=k)
+        residuals.append(r)
+        bad = _bad(h)
+        if bad:
+            return NonfiniteReport(False, "forward", position, layer.name, "output", bad[1])
+    value, lres = loss.fwd(h, y)
+    bad = _bad(value)
+    if bad:
+        return NonfiniteReport(False, "loss", (), loss.name, "value", bad[1])
+    dy = loss.bwd(lres, jnp.ones((), value.dtype))
+    bad = _bad(dy)
+    if bad:
+        return NonfiniteReport(False, "loss backward", (), loss.name, "dlogits", bad[1])
+    for (position, layer, _, _), r in zip(reversed(pieces), reversed(residuals)):
+        dparams, dy = layer.bwd(r, dy)
+        bad = _bad(dparams)
+        if bad:
+            return NonfiniteReport(False, "backward", position, layer.name, f"dparams{bad[0]}", bad[1])
+        bad = _bad(dy)
+        if bad:
+            return NonfiniteReport(False, "backward", position, layer.name, "dx", bad[1])
+    return NonfiniteReport(True)

@@ -1,0 +1,99 @@
+"""Learning-rate schedules: functions ``step -> lr`` (``step`` an int array, counting from 0).
+
+A schedule goes wherever a learning rate does: ``fn.optim.adam(fn.optim.cosine_decay_schedule(1e-3, 1000))``.
+The optimizer evaluates it at its step count ``t = 0, 1, 2, ...`` (the count
+before the update), so the first step uses ``schedule(0)``.
+
+=================================================  =====================================================
+schedule                                           lr(t)
+=================================================  =====================================================
+constant_schedule(v)                               v
+exponential_decay(v0, k, r, staircase=False)       v0 * r ** (t / k)   (``floor(t / k)`` if staircase)
+cosine_decay_schedule(v0, T, alpha=0)              v0 * ((1 - alpha) * (1 + cos(pi min(t, T) / T)) / 2 + alpha)
+warmup_cosine_decay_schedule(v0, peak, W, T, end)  t < W: v0 + (peak - v0) t / W   (linear warmup)
+                                                   t >= W: end + (peak - end) (1 + cos(pi min(t-W, T-W) / (T-W))) / 2
+=================================================  =====================================================
+
+In ``warmup_cosine_decay_schedule`` (as in optax) ``T`` counts the warmup too:
+the cosine part lasts ``T - W`` steps and ends at ``end_value``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from . import _validate
+
+__all__ = ["constant_schedule", "exponential_decay", "cosine_decay_schedule",
+           "warmup_cosine_decay_schedule"]
+
+
+def _float(step):
+    return jnp.asarray(step).astype(jnp.result_type(float))
+
+
+def constant_schedule(value: float):
+    """``lr(t) = value``."""
+    _validate.at_least("constant_schedule", "value", value)
+
+    def schedule(step):
+        return jnp.full(jnp.shape(step), value, jnp.result_type(float))
+
+    return schedule
+
+
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      staircase: bool = False):
+    """``lr(t) = init_value * decay_rate ** (t / transition_steps)``; with ``staircase``
+    the exponent is ``floor(t / transition_steps)``."""
+    where = "exponential_decay"
+    _validate.at_least(where, "init_value", init_value)
+    _validate.positive(where, "transition_steps", transition_steps)
+    _validate.positive(where, "decay_rate", decay_rate)
+
+    def schedule(step):
+        p = _float(step) / transition_steps
+        if staircase:
+            p = jnp.floor(p)
+        return init_value * decay_rate ** p
+
+    return schedule
+
+
+def _cosine(t, steps):
+    return 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(t, steps) / steps))
+
+
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0):
+    """``lr(t) = init_value * ((1 - alpha) * (1 + cos(pi * min(t, T) / T)) / 2 + alpha)``,
+    ``T = decay_steps``: from ``init_value`` down to ``alpha * init_value``, then flat."""
+    where = "cosine_decay_schedule"
+    _validate.at_least(where, "init_value", init_value)
+    _validate.positive(where, "decay_steps", decay_steps)
+    _validate.at_least(where, "alpha", alpha)
+
+    def schedule(step):
+        return init_value * ((1 - alpha) * _cosine(_float(step), decay_steps) + alpha)
+
+    return schedule
+
+
+def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int,
+                                 decay_steps: int, end_value: float = 0.0):
+    """Linear warmup from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
+    cosine decay to ``end_value`` at step ``decay_steps`` (which includes the warmup)."""
+    where = "warmup_cosine_decay_schedule"
+    for what, v in (("init_value", init_value), ("peak_value", peak_value),
+                    ("end_value", end_value), ("warmup_steps", warmup_steps)):
+        _validate.at_least(where, what, v)
+    if not decay_steps > warmup_steps:
+        raise ValueError(f"{where}: decay_steps must be > warmup_steps (it includes the "
+                         f"warmup), got decay_steps={decay_steps!r}, warmup_steps={warmup_steps!r}")
+
+    def schedule(step):
+        t = _float(step)
+        warm = init_value + (peak_value - init_value) * t / max(warmup_steps, 1)
+        cos = end_value + (peak_value - end_value) * _cosine(t - warmup_steps, decay_steps - warmup_steps)
+        return jnp.where(t < warmup_steps, warm, cos)
+
+    return schedule

@@ -1,0 +1,114 @@
+"""Sweeps: train N models at once in ONE compiled, vmapped run.
+
+::
+
+    params, opt_state, history = fn.sweep(
+        net, loss, lambda learning_rate: fn.optim.adam(learning_rate), x, y,
+        keys=jax.random.split(jax.random.key(0), 8),           # one key per run
+        hparams={"learning_rate": jnp.geomspace(1e-3, 1e-1, 8)},
+        epochs=1000)
+    history["loss"].shape        # (8, 1000)
+    jax.tree.map(jnp.shape, params)   # every leaf gets a leading axis of 8
+
+Run ``i`` does exactly what this does, but all N side by side under ``jax.vmap``
+of :func:`fnnet.train.run_epochs`, inside one ``jax.jit``::
+
+    init_key, fit_key = jax.random.split(keys[i])
+    params = model.init(init_key, x.shape[1:])          # or init(init_key)
+    opt = optimizer(**{name: v[i] for name, v in hparams.items()})
+    fn.fit(model, loss, opt, params, x, y, epochs=epochs, batch_size=batch_size, key=fit_key)
+
+* ``keys``: a key array of shape ``(N,)``, or a sequence of int seeds (run ``i``
+  uses ``jax.random.key(seeds[i])``), or ONE key shared by every run (the runs
+  then differ only by their hyperparameters: same init, same batches).
+* ``hparams``: ``{name: array of shape (N,)}``, passed to ``optimizer`` as traced
+  scalars. Any hyperparameter that only enters arithmetic can be swept
+  (learning rates, betas, eps, decay rates, schedule values); one that decides
+  the optimizer's structure (``momentum=0`` vs ``> 0``) cannot.
+* ``optimizer``: a function ``(**hparams) -> Optimizer``, or an optimizer itself
+  when ``hparams`` is empty (a seed sweep).
+
+The compiled sweep is cached by ``jax.jit`` on (model, loss, optimizer, init,
+epochs, batch_size, method), the hyperparameter names and the shapes: pass the
+same function objects (not a new ``lambda`` per call) to reuse it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .core import Layer, Loss
+from .grad import check_method
+from .train import run_epochs, validate_fit_args
+
+__all__ = ["sweep"]
+
+
+def _is_optimizer(obj) -> bool:
+    return hasattr(obj, "init") and hasattr(obj, "update")
+
+
+def _as_keys(keys):
+    """A typed key array from keys, raw uint32 keys, or int seeds."""
+    if isinstance(keys, jax.Array) and jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        return keys
+    seeds = np.asarray(list(keys) if not isinstance(keys, (np.ndarray, jax.Array)) else keys)
+    if not np.issubdtype(seeds.dtype, np.integer) or seeds.ndim != 1:
+        raise TypeError("sweep: keys must be a key array (jax.random.split(key, n)), one key, "
+                        f"or a 1-D sequence of int seeds; got {seeds.dtype} of shape {seeds.shape}")
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds))
+
+
+@partial(jax.jit, static_argnames=("model", "loss", "optimizer", "init", "epochs", "batch_size",
+                                   "method", "shared_key"))
+def _compiled_sweep(keys, hparams, x, y, *, model, loss, optimizer, init, epochs, batch_size,
+                    method, shared_key):
+    def one(key, hp):
+        init_key, fit_key = jax.random.split(key)
+        params = model.init(init_key, x.shape[1:]) if init is None else init(init_key)
+        opt = optimizer if _is_optimizer(optimizer) else optimizer(**hp)
+        return run_epochs(model, loss, opt, params, opt.init(params), x, y, fit_key,
+                          epochs=epochs, batch_size=batch_size, method=method)
+
+    return jax.vmap(one, in_axes=(None if shared_key else 0, 0))(keys, hparams)
+
+
+def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epochs: int,
+          batch_size: int | None = None, method: str = "manual", init=None):
+    """Train N models that differ by key and/or hyperparameters in one compiled call.
+
+    Returns ``(params, opt_state, history)``: params and optimizer states stacked
+    along a new leading axis of size N, and ``history["loss"]`` of shape
+    ``(N, epochs)`` (NumPy). See the module docstring for the arguments.
+    """
+    check_method(method)
+    hparams = {} if hparams is None else {k: jnp.asarray(v) for k, v in dict(hparams).items()}
+    if _is_optimizer(optimizer) and hparams:
+        raise ValueError("sweep: hparams were given but optimizer is already built; pass a "
+                         "function, e.g. lambda learning_rate: fn.optim.sgd(learning_rate)")
+    if not _is_optimizer(optimizer) and not callable(optimizer):
+        raise TypeError(f"sweep: optimizer must be an optimizer or a function (**hparams) -> "
+                        f"optimizer, got {optimizer!r}")
+    sizes = {name: v.shape for name, v in hparams.items()}
+    for name, shape in sizes.items():
+        if len(shape) != 1:
+            raise ValueError(f"sweep: hparams[{name!r}] must be 1-D (one value per run), got shape {shape}")
+    keys = _as_keys(keys) if not (isinstance(keys, jax.Array) and keys.ndim == 0) else keys
+    shared_key = keys.ndim == 0
+    validate_fit_args(model, x, y, epochs=epochs, batch_size=batch_size, key=keys, where="sweep")
+    counts = {f"hparams[{name!r}]": shape[0] for name, shape in sizes.items()}
+    if not shared_key:
+        counts["keys"] = keys.shape[0]
+    if not counts:
+        raise ValueError("sweep: one shared key and no hparams is a single run; pass several "
+                         "keys or hyperparameter arrays")
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"sweep: every swept argument needs the same number of runs, got {counts}")
+    params, opt_state, losses = _compiled_sweep(
+        keys, hparams, x, y, model=model, loss=loss, optimizer=optimizer, init=init,
+        epochs=epochs, batch_size=batch_size, method=method, shared_key=shared_key)
+    return params, opt_state, {"loss": np.asarray(losses)}
