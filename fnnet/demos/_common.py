@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import os
 import time
 
 import jax
@@ -55,6 +57,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def plot_path(text: str) -> str:
+    """An image file name whose folder exists (checked before any training starts)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
+    if not os.path.splitext(text)[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} has no extension; use e.g. {text}.png")
+    return text
+
+
 def add_training_flags(p: argparse.ArgumentParser, *, epochs: int, quick_epochs: int,
                        lr: float, batch_size: int, hidden: int):
     """The flags every training demo shares."""
@@ -71,7 +83,8 @@ def add_training_flags(p: argparse.ArgumentParser, *, epochs: int, quick_epochs:
     p.add_argument("--quick", action="store_true",
                    help=f"a fast smoke run ({quick_epochs} epochs), for tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--plot", metavar="FILE.png", help="save loss and accuracy curves to FILE.png")
+    p.add_argument("--plot", metavar="FILE.png", type=plot_path,
+                   help="save loss and accuracy curves to FILE.png")
 
 
 def optimizer(lr: float):
@@ -79,12 +92,20 @@ def optimizer(lr: float):
     return fn.optim.adam(lr)
 
 
+def _fit_evaluates() -> bool:
+    """Does ``fn.fit`` take ``validation=``, ``metrics=`` and ``verbose=`` (a progress bar)?"""
+    params = inspect.signature(fn.fit).parameters
+    return all(name in params for name in ("validation", "metrics", "verbose"))
+
+
 def train_with_eval(model, loss, opt, params, train, test, *, epochs: int, batch_size: int,
                     key, predict_labels, progress: bool = True, desc: str = "training"):
-    """Train epoch by epoch with :func:`fnnet.fit`, evaluating on ``test`` after each.
+    """Train with :func:`fnnet.fit`, evaluating on ``test`` after every epoch.
 
-    ``fit`` compiles once (same shapes, same static arguments) and is re-used for
-    every epoch; a fresh key per epoch reshuffles the minibatches.
+    When ``fit`` evaluates by itself (``validation=``, ``metrics=``, ``verbose=``) this
+    is ONE compiled ``fit`` call with its progress bar. Otherwise ``fit`` runs one
+    epoch at a time (compiled once, re-used; a fresh key per epoch reshuffles the
+    minibatches) and the evaluation happens here, with a tqdm bar if installed.
     ``predict_labels(params, x) -> int array`` gives the predicted classes.
 
     Returns ``(params, history)`` with NumPy arrays ``loss`` (mean training loss
@@ -92,13 +113,23 @@ def train_with_eval(model, loss, opt, params, train, test, *, epochs: int, batch
     """
     (x_tr, y_tr), (x_te, y_te) = train, test
     batch_size = min(batch_size, x_tr.shape[0])
+    t0 = time.perf_counter()
+    if _fit_evaluates():
+        params, _, h = fn.fit(model, loss, opt, params, x_tr, y_tr, epochs=epochs,
+                              batch_size=batch_size, key=key, validation=(x_te, y_te),
+                              metrics=("loss", "accuracy"), verbose=progress)
+        history = {"loss": h["loss"], "test_loss": h["val_loss"],
+                   "train_accuracy": h["accuracy"], "test_accuracy": h["val_accuracy"]}
+        history = {k: np.asarray(v, np.float64) for k, v in history.items()}
+        history["seconds"] = time.perf_counter() - t0
+        return params, history
+
     y_tr_labels, y_te_labels = (np.asarray(y).reshape(y.shape[0], -1)[:, 0] if y.ndim > 1
                                 else np.asarray(y) for y in (y_tr, y_te))
     evaluate = jax.jit(lambda p, x, y: loss.fwd(fn.apply(model, p, x), y)[0])
     state = opt.init(params)
     hist = {k: [] for k in ("loss", "test_loss", "train_accuracy", "test_accuracy")}
     bar = _progress(epochs, desc) if progress else None
-    t0 = time.perf_counter()
     for epoch in range(epochs):
         params, state, h = fn.fit(model, loss, opt, params, x_tr, y_tr, epochs=1,
                                   batch_size=batch_size, key=jax.random.fold_in(key, epoch),
@@ -131,8 +162,7 @@ def plot_training(history, path: str, title: str):
 
     fig = plotting.new_figure(ncols=2)
     ax_loss, ax_acc = fig.axes
-    plotting.plot_loss_curves({"train (mean during the epoch)": history["loss"],
-                               "test (end of the epoch)": history["test_loss"]},
+    plotting.plot_loss_curves({"train": history["loss"], "test": history["test_loss"]},
                               ax=ax_loss, title=f"{title}: loss")
     epochs = np.arange(1, len(history["test_accuracy"]) + 1)
     ax_acc.plot(epochs, 100 * history["train_accuracy"], label="train")
@@ -146,6 +176,16 @@ def plot_training(history, path: str, title: str):
     ax_acc.grid(True, alpha=0.3)
     ax_acc.legend()
     return plotting.save(fig, path)
+
+
+def demo_main(build_parser, run, report, plot, argv=None, prog=None) -> int:
+    """The shape every demo's ``main`` shares: parse, run, report, optionally plot."""
+    args = build_parser(prog).parse_args(argv)
+    result = run(args)
+    report(result)
+    if args.plot:
+        print(f"saved {plot(result, args.plot)}")
+    return 0
 
 
 def as_jnp(*arrays):

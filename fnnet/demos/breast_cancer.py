@@ -23,7 +23,7 @@ import numpy as np
 import fnnet as fn
 from fnnet.demos import _common
 
-QUICK_EPOCHS = 5
+QUICK_EPOCHS = 10
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -100,13 +100,13 @@ def report(result) -> None:
           f"recall {100 * result['malignant_recall']:.1f} %")
 
 
+def plot(result, path: str) -> str:
+    """Save the loss and accuracy curves (train and test) to ``path``."""
+    return _common.plot_training(result["history"], path, "breast cancer MLP")
+
+
 def main(argv=None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    result = run(args)
-    report(result)
-    if args.plot:
-        print(f"saved {_common.plot_training(result['history'], args.plot, 'breast cancer MLP')}")
-    return 0
+    return _common.demo_main(build_parser, run, report, plot, argv, prog)
 
 
 if __name__ == "__main__":

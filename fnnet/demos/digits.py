@@ -83,13 +83,13 @@ def report(result) -> None:
         f"{c}:{100 * a:.0f}%" for c, a in enumerate(result["per_class_accuracy"])))
 
 
+def plot(result, path: str) -> str:
+    """Save the loss and accuracy curves (train and test) to ``path``."""
+    return _common.plot_training(result["history"], path, "digits MLP")
+
+
 def main(argv=None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    result = run(args)
-    report(result)
-    if args.plot:
-        print(f"saved {_common.plot_training(result['history'], args.plot, 'digits MLP')}")
-    return 0
+    return _common.demo_main(build_parser, run, report, plot, argv, prog)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet as fn
+from fnnet.demos._common import plot_path
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 Y = np.array([[0], [1], [1], [0]], np.float32)
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=0, metavar="N",
                    help="train N independently seeded networks in one compiled, vmapped run "
                         "and report how many solve XOR")
-    p.add_argument("--plot", metavar="FILE.png", help="save the loss curve and decision boundary")
+    p.add_argument("--plot", metavar="FILE.png", type=plot_path,
+                   help="save the loss curve and decision boundary (needs matplotlib)")
     return p
 
 
