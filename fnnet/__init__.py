@@ -16,11 +16,21 @@ The contract (see the README and DESIGN.md):
 
 from . import initializers, losses, optim
 from .combinators import serial
+from .combinators import residual
 from .core import Layer, Loss, Static, apply, custom_vjp, named, vjp
 from .grad import value_and_grad
 from .gradcheck import GradCheckReport, check_grads, check_layer
 from .layers import Dense, Identity, LeakyRelu, Relu, Sigmoid, Tanh
 from .train import fit, train_step
+from . import checkpoint, metrics, sharding
+from .checkpoint import load, save
+from .debug import find_nonfinite
+from . import diagnostics
+from .diagnostics import gradient_diagnostics
+from .metrics import evaluate, predict
+from .sweep import sweep
+from .layers import (AvgPool2D, Conv2D, Dropout, Elu, Flatten, Gelu, LayerNorm, LogSoftmax,
+                     MaxPool2D, Reshape, Silu, Softmax, Softplus)
 
 __version__ = "0.1.0"
 
@@ -30,3 +40,8 @@ __all__ = [
     "value_and_grad", "check_grads", "check_layer", "GradCheckReport",
     "train_step", "fit", "initializers", "losses", "optim",
 ]
+__all__ += ["residual", "AvgPool2D", "Conv2D", "Dropout", "Elu", "Flatten", "Gelu", "LayerNorm",
+            "LogSoftmax", "MaxPool2D", "Reshape", "Silu", "Softmax", "Softplus"]
+__all__ += ["checkpoint", "metrics", "sharding", "save", "load", "find_nonfinite", "evaluate",
+            "predict", "sweep"]
+__all__ += ["diagnostics", "gradient_diagnostics"]

@@ -52,3 +52,34 @@ def same_shape(name: str, a, b, what_a: str, what_b: str, hint: str = ""):
             f"{_fmt(jnp.shape(b))} must match exactly (fnnet never broadcasts silently)."
             + (f" {hint}" if hint else "")
         )
+
+
+def rank(name: str, x, ndim: int, layout: str, hint: str = ""):
+    """Raise ``ValueError`` unless ``x`` has exactly ``ndim`` axes (e.g. NHWC images)."""
+    if jnp.ndim(x) != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-d input {layout}, got shape {_fmt(jnp.shape(x))}."
+            + (f" {hint}" if hint else "")
+        )
+
+
+def positive_pair(name: str, what: str, value) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints, all >= 1) as a pair; ``ValueError`` otherwise."""
+    pair = (value, value) if isinstance(value, int) else tuple(value) \
+        if isinstance(value, (tuple, list)) else ()
+    if len(pair) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise ValueError(f"{name}: {what} must be a positive int or a pair of positive ints, "
+                         f"got {value!r}")
+    return pair
+
+
+def window_fits(name: str, x, window, padded, padding: str):
+    """Raise ``ValueError`` if a (dilated) ``window`` is larger than the ``padded`` input
+    (height, width) of the NHWC input ``x``, i.e. the output would be empty."""
+    if any(k > p for k, p in zip(window, padded)):
+        raise ValueError(
+            f"{name}: window {_fmt(window)} is larger than the input's spatial size "
+            f"{_fmt(padded)} (input shape {_fmt(jnp.shape(x))}, padding {padding}), so the "
+            f"output would be empty. Use a smaller window, more padding, or a larger input."
+        )

@@ -11,6 +11,11 @@ walks the layers in reverse, feeding each layer's ``dx`` to the layer before it
 
 A key passed to ``fwd`` is split into one key per layer (``jax.random.split``),
 so the manual and autodiff paths see the same randomness.
+
+``residual(layer)`` is the skip connection ``y = x + f(x)``. Its params are
+``f``'s params; its VJP is the sum of the two paths::
+
+    y = x + f(p, x)          (dp, dx_f) = bwd_f(r, dy),     dx = dy + dx_f
 """
 
 from __future__ import annotations
@@ -85,3 +90,37 @@ def serial(*layers: Layer) -> Layer:
     layer = named(name, init, fwd, bwd, needs_key=any(l.needs_key for l in layers))
     fwd.fnnet_layers = layers
     return layer
+
+
+def residual(layer: Layer) -> Layer:
+    """The skip connection ``x + layer(x)`` as a :class:`~fnnet.Layer`.
+
+    Params are ``layer``'s params (same tree). ``layer`` must keep the shape of
+    its input (e.g. a same-width ``Dense``, or ``Conv2D`` with ``padding="SAME"``
+    and as many features as input channels).
+    """
+    if not isinstance(layer, Layer):
+        raise TypeError(f"residual: argument is {layer!r}, not a fnnet Layer")
+    name = f"residual({layer.name})"
+
+    def check(x_shape, y_shape):
+        if tuple(x_shape) != tuple(y_shape):
+            raise ValueError(f"{name}: the inner layer maps shape {tuple(x_shape)} to "
+                             f"{tuple(y_shape)}; x + layer(x) needs it to keep the shape "
+                             f"(match its features/channels to the input's).")
+
+    def init(key, input_shape):
+        params = layer.init(key, input_shape)
+        check(input_shape, output_shape(layer, params, input_shape))
+        return params
+
+    def fwd(params, x, *, key=None):
+        y, res = layer.fwd(params, x, key=key)
+        check(jnp.shape(x), jnp.shape(y))
+        return x + y, res
+
+    def bwd(res, dy):
+        dparams, dx = layer.bwd(res, dy)
+        return dparams, (dx + dy).astype(dx.dtype)
+
+    return named(name, init, fwd, bwd, needs_key=layer.needs_key)
