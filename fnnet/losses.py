@@ -62,12 +62,19 @@ mean_squared_error = _loss("mean_squared_error", _mse_fwd, _mse_bwd)
 
 def _bce_fwd(logits, target):
     t = _targets("sigmoid_binary_cross_entropy", logits, target)
-    return jnp.mean(jax.nn.softplus(logits) - t * logits), (logits, t)
+    value = jnp.mean(jax.nn.softplus(logits) - t * logits)
+    # Fused backward: the residual is the finished gradient (sigmoid(z) - t) / N,
+    # one array instead of (logits, t). sigmoid(z) = where(z >= 0, 1, e) / (1 + e)
+    # with e = exp(-|z|), the exponential softplus already computes (XLA shares
+    # it), so the backward costs no second exp and no division chain; finite for
+    # any z. jax.grad of the value is unchanged: the residual is dead code there.
+    e = jnp.exp(-jnp.abs(logits))
+    sig = jnp.where(logits >= 0, 1, e) / (1 + e)
+    return value, (sig - t) / logits.size
 
 
-def _bce_bwd(res, g):
-    logits, t = res
-    return (g / logits.size) * (jax.nn.sigmoid(logits) - t)
+def _bce_bwd(dlogits, g):
+    return g * dlogits
 
 
 sigmoid_binary_cross_entropy = _loss("sigmoid_binary_cross_entropy", _bce_fwd, _bce_bwd)
@@ -84,21 +91,25 @@ def _sce_fwd(logits, target):
             raise ValueError(f"{name}: integer labels shape {jnp.shape(target)} must be "
                              f"logits shape {jnp.shape(logits)} without the class axis")
         t = jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype)
+        # sum_k t_k without a pass over the one-hot: 1 for a label in [0, k), else 0
+        t_sum = ((target >= 0) & (target < logits.shape[-1])).astype(logits.dtype)[..., None]
     elif jnp.ndim(target) == jnp.ndim(logits) - 1:
         raise TypeError(f"{name}: labels of shape {jnp.shape(target)} must be integers "
                         f"(class indices), got dtype {jnp.result_type(target)}")
     else:
         t = _targets(name, logits, target)
+        t_sum = jnp.sum(t, axis=-1, keepdims=True)
     logp = jax.nn.log_softmax(logits, axis=-1)
     n = logits.size // logits.shape[-1]
-    return -jnp.sum(t * logp) / n, (logp, t)
+    # Fused backward: the residual is the finished gradient (softmax(z) sum_k t_k - t) / n,
+    # one array. XLA fuses it with the forward's log-softmax (one exp pass) and forms
+    # an integer label's one-hot inside that fusion instead of materialising it and
+    # logp for the backward. jax.grad of the value is unchanged (dead code there).
+    return -jnp.sum(t * logp) / n, (jnp.exp(logp) * t_sum - t) / n
 
 
-def _sce_bwd(res, g):
-    logp, t = res
-    n = logp.size // logp.shape[-1]
-    p = jnp.exp(logp)
-    return (g / n) * (p * jnp.sum(t, axis=-1, keepdims=True) - t)
+def _sce_bwd(dlogits, g):
+    return g * dlogits
 
 
 softmax_cross_entropy = _loss("softmax_cross_entropy", _sce_fwd, _sce_bwd)

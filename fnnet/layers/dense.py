@@ -12,6 +12,15 @@ leading axis)::
     dx = dy @ w^T          # (batch, in)
 
 Residuals: ``(x, w)`` -- the input and the kernel, nothing else.
+
+Tiny kernels (``in * features <= 64``, e.g. XOR's 2-3-1) compute the same three
+products as broadcast-multiply-and-sum instead of ``dot``: on XLA:CPU a ``dot``
+is a separate runtime call (a "thunk") that fuses with nothing, while the
+elementwise form fuses with the bias, the activation and the optimizer update,
+and lets XLA compile a small training loop (``fit``'s ``lax.scan``) into one
+kernel: XOR's 10,000-epoch ``fit`` runs about 4x faster (measured in
+``benchmarks/NOTES.md``). Larger kernels use ``dot`` (BLAS-class GEMM). The
+math, and therefore ``jax.grad`` of the forward, is the same either way.
 """
 
 from __future__ import annotations
@@ -22,6 +31,21 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
+
+
+# Kernels with at most this many entries use the elementwise (fusible) products.
+SMALL_KERNEL = 64
+
+
+def _small(w) -> bool:
+    return w.shape[0] * w.shape[1] <= SMALL_KERNEL
+
+
+def _xw(x, w):
+    """``x @ w`` over the last axis of ``x``."""
+    if _small(w):
+        return jnp.sum(x[..., :, None] * w, axis=-2)
+    return x @ w
 
 
 def Dense(features: int, *, w_init=glorot_uniform, b_init=zeros, dtype=jnp.float32) -> Layer:
@@ -51,14 +75,19 @@ def Dense(features: int, *, w_init=glorot_uniform, b_init=zeros, dtype=jnp.float
         _checks.floating(name, x)
         _checks.batched(name, x, layout="(batch, in_features)")
         _checks.last_axis(name, x, w.shape[0], f"its kernel w of shape {w.shape}")
-        return x @ w + b, (x, w)
+        return _xw(x, w) + b, (x, w)
 
     def bwd(res, dy):
         x, w = res
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
-        dw = x2.T @ dy2
         db = dy2.sum(axis=0)
-        dx = (dy @ w.T).astype(x.dtype)
+        if _small(w):
+            dw = jnp.sum(x2[:, :, None] * dy2[:, None, :], axis=0)
+            dx = jnp.sum(dy[..., None, :] * w, axis=-1).astype(x.dtype)
+        else:
+            # XLA folds both transposes into the dot's contracting dims: no copies.
+            dw = x2.T @ dy2
+            dx = (dy @ w.T).astype(x.dtype)
         return {"w": dw.astype(w.dtype), "b": db.astype(w.dtype)}, dx
 
     return named(name, init, fwd, bwd)

@@ -1,0 +1,136 @@
+"""Reference implementations fnnet is compared with: plain NumPy, PyTorch eager.
+
+The NumPy code is what a learner writes from scratch: forward, hand-derived
+backward, SGD, one Python iteration per step. PyTorch is optional (an optional
+peer, never a dependency of fnnet or of any extra): when it is not installed the
+benchmark skips it with a note. On these machines ``pip install torch==2.13.0``
+installs a local CPU build; an unpinned ``pip install torch`` pulls gigabytes of
+CUDA packages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# --- NumPy ------------------------------------------------------------------------
+
+def numpy_xor_train(w1, b1, w2, b2, x, y, *, lr: float, epochs: int):
+    """XOR 2-H-1, ReLU hidden, sigmoid BCE on logits, full-batch SGD, from scratch.
+
+    Returns ``(params, losses)``; the arrays passed in are copied, not modified.
+    """
+    w1, b1, w2, b2 = (np.array(a, np.float32) for a in (w1, b1, w2, b2))
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    n = x.shape[0]
+    losses = np.empty(epochs, np.float32)
+    for epoch in range(epochs):
+        z1 = x @ w1 + b1                       # forward
+        h = np.maximum(z1, 0)
+        z2 = h @ w2 + b2
+        losses[epoch] = np.mean(np.logaddexp(0, z2) - y * z2)
+        dz2 = (1 / (1 + np.exp(-z2)) - y) / n  # backward: d mean BCE / d logits
+        dw2, db2 = h.T @ dz2, dz2.sum(0)
+        dz1 = (dz2 @ w2.T) * (z1 > 0)
+        dw1, db1 = x.T @ dz1, dz1.sum(0)
+        w1 -= lr * dw1                         # SGD
+        b1 -= lr * db1
+        w2 -= lr * dw2
+        b2 -= lr * db2
+    return (w1, b1, w2, b2), losses
+
+
+class NumpyMLP:
+    """ReLU MLP with softmax cross-entropy (integer labels) and SGD, float32, in place."""
+
+    def __init__(self, weights, biases, lr: float):
+        self.w = [np.array(w, np.float32) for w in weights]
+        self.b = [np.array(b, np.float32) for b in biases]
+        self.lr = np.float32(lr)
+
+    def step(self, x, labels):
+        hs, zs = [x], []
+        for i, (w, b) in enumerate(zip(self.w, self.b)):
+            z = hs[-1] @ w + b
+            zs.append(z)
+            if i < len(self.w) - 1:
+                hs.append(np.maximum(z, 0))
+        z = zs[-1]
+        n = z.shape[0]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        rows = np.arange(n)
+        loss = float(np.mean(np.log(s[:, 0]) - z[rows, labels]))
+        dz = e / s
+        dz[rows, labels] -= 1
+        dz /= n
+        for i in reversed(range(len(self.w))):
+            dw, db = hs[i].T @ dz, dz.sum(0)
+            if i > 0:                          # the input needs no gradient
+                dz = (dz @ self.w[i].T) * (zs[i - 1] > 0)
+            self.w[i] -= self.lr * dw
+            self.b[i] -= self.lr * db
+        return loss
+
+
+# --- PyTorch (optional) -------------------------------------------------------------
+
+_TORCH_THREADS = []     # torch's default thread count, read once (rows may change it)
+
+
+def torch_threads() -> int:
+    import torch
+
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
+    return _TORCH_THREADS[0]
+
+
+def torch_available() -> tuple[bool, str]:
+    try:
+        import torch
+    except ImportError:
+        return False, ("PyTorch not installed: peer skipped (CPU build: "
+                       "pip install torch==2.13.0; never an fnnet extra)")
+    return True, f"torch {torch.__version__}, default {torch_threads()} threads"
+
+
+class TorchMLP:
+    """The same MLP in PyTorch eager: Linear/ReLU stack, CrossEntropyLoss, SGD."""
+
+    def __init__(self, weights, biases, lr: float, device: str = "cpu", dtype=None):
+        import torch
+
+        self.torch = torch
+        self.device = device
+        dtype = dtype or torch.float32
+        layers = []
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            lin = torch.nn.Linear(w.shape[0], w.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor(np.array(w, np.float32).T))
+                lin.bias.copy_(torch.tensor(np.array(b, np.float32)))
+            layers.append(lin)
+            if i < len(weights) - 1:
+                layers.append(torch.nn.ReLU())
+        self.model = torch.nn.Sequential(*layers).to(device=device, dtype=dtype)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.dtype = dtype
+
+    def put(self, x, labels):
+        t = self.torch
+        return (t.tensor(np.array(x, np.float32)).to(self.device, self.dtype),
+                t.tensor(np.array(labels, np.int64)).to(self.device))
+
+    def step(self, x, labels, threads=None):
+        if threads and self.torch.get_num_threads() != threads:
+            self.torch.set_num_threads(threads)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(self.model(x), labels)
+        loss.backward()
+        self.opt.step()
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+        return loss

@@ -1,0 +1,49 @@
+"""The benchmark suite's smoke mode runs, covers every case and measures real times.
+
+``python -m benchmarks --quick`` (small sizes, few repetitions) runs in a
+subprocess, as a user would run it; the test checks the JSON it writes, not the
+numbers (they are not meaningful in quick mode and targets are not judged).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = ("peak", "xor", "mlp", "large", "sweep", "memory")
+
+
+def test_quick_benchmark_writes_every_case_with_positive_times(tmp_path):
+    out = tmp_path / "bench.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+
+    assert data["meta"]["quick"] is True
+    for key in ("date_utc", "nproc", "cpu_model", "versions", "device"):
+        assert data["meta"][key], key
+    assert set(CASES) <= set(data["cases"]), sorted(data["cases"])
+    for name in CASES:
+        rows = data["cases"][name]["rows"]
+        assert rows, name
+        if name == "memory":
+            assert all(r["temp"] >= 0 and r["argument"] > 0 for r in rows)
+            continue
+        for r in rows:
+            assert r["time_s"]["median"] > 0 and r["time_s"]["min"] > 0, (name, r["impl"])
+            assert r["per_s"] > 0
+    impls = {r["impl"] for r in data["cases"]["mlp"]["rows"]}
+    assert {"fnnet manual", "fnnet autodiff"} <= impls
+    assert any(i.startswith("NumPy") for i in impls)
+    assert any(t["target"].startswith("xor: 10k-epoch") for t in data["targets"])
+    # the table went to stdout
+    assert "## Targets" in proc.stdout and "## 1. XOR" in proc.stdout
+    assert elapsed < 60, f"quick mode took {elapsed:.1f} s"
