@@ -209,3 +209,27 @@ def test_debug_raises_with_the_layer_that_went_nonfinite():
     p = net.init(jax.random.key(0), (2,))
     with pytest.raises(FloatingPointError, match=r"non-finite at epoch \d+.*\n.*find_nonfinite"):
         fn.fit(net, loss, fn.optim.sgd(1e3), p, X * 1e3, Y, epochs=100, debug=True)
+
+
+# --- train_step ------------------------------------------------------------------------
+
+def test_train_step_traces_once_for_repeated_calls():
+    import chex
+
+    net = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
+    counted = fn.Layer(net.init, chex.assert_max_traces(net.fwd, n=1), net.bwd)
+    step = fn.train_step(counted, BCE, SGD)
+    p, s = net.init(jax.random.key(0), (2,)), SGD.init(net.init(jax.random.key(0), (2,)))
+    for _ in range(5):  # a retrace would raise AssertionError from chex
+        p, s, v = step(p, s, X, Y)
+    p, s, v = step(p, s, X + 1.0, Y)  # new values, same shapes: still no retrace
+    assert int(s[0].count) == 6
+
+
+def test_train_step_is_value_and_grad_then_sgd():
+    p = xor_params(3)
+    value, grads = fn.value_and_grad(NET, BCE)(p, X, Y)
+    p1, _, v1 = fn.train_step(NET, BCE, SGD)(p, SGD.init(p), X, Y)
+    np.testing.assert_allclose(v1, value, rtol=1e-6)
+    for new, old, g in zip(jax.tree.leaves(p1), jax.tree.leaves(p), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(new, old - 0.1 * g, rtol=1e-6, atol=1e-7)
