@@ -39,6 +39,37 @@ def output_shape(layer: Layer, params, input_shape, dtype=jnp.float32):
     return tuple(y.shape[1:])
 
 
+def layer_keys(key, n: int) -> list:
+    """One key per layer, split exactly as ``serial`` splits (``None``s for inference)."""
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+def check_serial_params(where: str, params, n: int):
+    """Raise ``ValueError`` unless ``params`` is a tuple/list with one entry per layer."""
+    if not isinstance(params, (tuple, list)) or len(params) != n:
+        got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
+        raise ValueError(f"{where}: params must be a tuple of {n} entries (one per layer), "
+                         f"got {got}; pass the params from model.init")
+
+
+def flat_layers(model: Layer, params, key=None, path=()):
+    """The leaf layers of ``model`` in forward order: ``[(path, layer, params, key)]``.
+
+    ``serial`` models (recognised by ``model.fwd.fnnet_layers``) are expanded
+    recursively, splitting ``key`` exactly as ``serial`` does, so walking the list
+    reproduces ``model.fwd`` and (in reverse) ``model.bwd``. Any other layer is a
+    leaf of its own. Used by the diagnostics and the NaN finder.
+    """
+    layers = getattr(model.fwd, "fnnet_layers", None)
+    if layers is None:
+        return [(path, model, params, key)]
+    check_serial_params(model.name, params, len(layers))
+    out = []
+    for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
+        out.extend(flat_layers(layer, p, k, path + (i,)))
+    return out
+
+
 def serial(*layers: Layer) -> Layer:
     """Compose ``layers`` left to right into one :class:`~fnnet.Layer`.
 
@@ -67,13 +98,9 @@ def serial(*layers: Layer) -> Layer:
         return tuple(params)
 
     def fwd(params, x, *, key=None):
-        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-            got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-            raise ValueError(f"{short}: params must be a tuple of {len(layers)} entries "
-                             f"(one per layer), got {got}")
-        keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
+        check_serial_params(short, params, len(layers))
         residuals = []
-        for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
+        for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
             try:
                 x, r = layer.fwd(p, x, key=k)
             except (ValueError, TypeError) as err:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .combinators import flat_layers
 from .core import Layer, Loss
 
 __all__ = ["NonfiniteReport", "find_nonfinite"]
@@ -51,18 +52,6 @@ class NonfiniteReport(NamedTuple):
         return f"find_nonfinite: {self.stage} {self.what}{where} is non-finite: {self.detail}"
 
 
-def _leaves(layer: Layer, params, key, position):
-    """Flatten nested serials into ``[(position, layer, params, key)]`` in forward order."""
-    subs = getattr(layer.fwd, "fnnet_layers", None)
-    if subs is None:
-        return [(position, layer, params, key)]
-    keys = [None] * len(subs) if key is None else list(jax.random.split(key, len(subs)))
-    out = []
-    for i, (sub, p, k) in enumerate(zip(subs, params, keys)):
-        out += _leaves(sub, p, k, position + (i,))
-    return out
-
-
 def _bad(tree):
     """``(path, description)`` of the first leaf with a NaN/inf, else None."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -87,7 +76,7 @@ def find_nonfinite(model: Layer, loss: Loss, params, x, y, *, key=None) -> Nonfi
     bad = _bad(x)
     if bad:
         return NonfiniteReport(False, "input", (), "", "x", bad[1])
-    pieces = _leaves(model, params, key, ())
+    pieces = flat_layers(model, params, key)
     residuals = []
     h = x
     for position, layer, p, k in pieces:

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .combinators import flat_layers
 from .core import Layer, Loss
 from .gradcheck import autodiff_rtol
 from .grad import require_key
@@ -79,28 +80,6 @@ def _leaf_names(tree) -> list[str]:
     paths = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [jax.tree_util.keystr(p).replace("['", "").replace("']", "") or "(root)"
             for p, _ in paths]
-
-
-def flat_layers(model: Layer, params, key=None, path=()):
-    """The leaf layers of ``model`` in forward order: ``[(path, layer, params, key)]``.
-
-    ``serial`` models (recognised by ``model.fwd.fnnet_layers``) are expanded
-    recursively, splitting ``key`` exactly as ``serial`` does, so walking the list
-    reproduces ``model.fwd`` and (in reverse) ``model.bwd``. Any other layer is a
-    leaf of its own.
-    """
-    layers = getattr(model.fwd, "fnnet_layers", None)
-    if layers is None:
-        return [(path, model, params, key)]
-    if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-        got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-        raise ValueError(f"gradient_diagnostics: {model.name} has {len(layers)} layers but "
-                         f"params has {got} entries; pass the params from model.init")
-    keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
-    out = []
-    for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
-        out.extend(flat_layers(layer, p, k, path + (i,)))
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
