@@ -246,10 +246,9 @@ def case_xor(cfg: Config, device) -> dict:
            "fnnet fit, autodiff": fit("autodiff"),
            "fnnet jitted train_step, Python loop": step_loop,
            "NumPy from-scratch loop": numpy_loop}
-    slow = 1 if cfg.quick else 1
     reps = {k: (3 if cfg.quick else 15) for k in fns}
-    reps["fnnet jitted train_step, Python loop"] = slow
-    reps["NumPy from-scratch loop"] = slow
+    reps["fnnet jitted train_step, Python loop"] = 1   # slow: one run per round
+    reps["NumPy from-scratch loop"] = 1
     t = interleaved(fns, rounds=cfg.rounds if cfg.quick else 5, reps=reps, pause=cfg.pause)
 
     pair = paired(fns["fnnet fit (whole run compiled), manual"], fns["fnnet fit, autodiff"],
@@ -378,7 +377,7 @@ def case_sweep(cfg: Config, device) -> dict:
     keys = jax.random.split(jax.random.key(0), S)
     if sweep_fn is not None:
         # fn.sweep: run i = init from split(keys[i])[0], fit with key split(keys[i])[1]
-        notes.append("sweep: fn.sweep(net, loss, opt, x, y, keys=<100 keys>, epochs=E); one "
+        notes.append(f"sweep: fn.sweep(net, loss, opt, x, y, keys=<{S} keys>, epochs=E); one "
                      "model: fn.fit of run 0 with the same init and fit key (same program)")
         init_key, fit_key = jax.random.split(keys[0])
         p0 = init_params(net, init_key, (2,))
@@ -431,8 +430,10 @@ def case_memory(cfg: Config, device, mlp_cases) -> dict:
     for method in ("manual", "autodiff"):
         c = fn.train_step(net, loss, opt, method=method).lower(p, s, x, y).compile()
         mems["XOR 2-3-1 step"][method] = memory(c)
-    for case in mlp_cases:
-        mems[case["title"].split(":")[0]] = case["memory"]
+    for case in mlp_cases:  # on GPU the bfloat16 variant has the same title up to ":"
+        dtype = case.get("dtype", "float32")
+        name = case["title"].split(":")[0] + ("" if dtype == "float32" else f", {dtype}")
+        mems[name] = case["memory"]
     for name, m in mems.items():
         for method in ("manual", "autodiff"):
             rows.append({"impl": f"{name}, {method}", **m[method]})

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet as fn
+from fnnet.demos._common import positive_float, positive_int
 from fnnet.demos.digits import load
 
 he = fn.initializers.he_normal
@@ -42,9 +43,9 @@ def make_model(kind: str) -> fn.Layer:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 epochs, for the tests")
     args = p.parse_args(argv)
@@ -63,14 +64,15 @@ def main(argv=None) -> int:
           f"{args.model} with {n_params} params: {model.name}")
 
     opt = fn.optim.adam(args.lr)
+    batch_size = min(args.batch_size, len(x_tr))
     params, _, history = fn.fit(model, loss, opt, params, x_tr, y_tr, epochs=epochs,
-                                batch_size=args.batch_size, key=k_fit)
+                                batch_size=batch_size, key=k_fit)
     train_time = time.perf_counter() - start
 
     predict = jax.jit(lambda p, x: jnp.argmax(fn.apply(model, p, x), axis=-1))
     test_acc = float(jnp.mean(predict(params, x_te) == y_te))
     train_acc = float(jnp.mean(predict(params, x_tr) == y_tr))
-    print(f"{epochs} epochs, batch {args.batch_size}, Adam lr={args.lr}: final train loss "
+    print(f"{epochs} epochs, batch {batch_size}, Adam lr={args.lr}: final train loss "
           f"{np.asarray(history['loss'])[-1]:.4f}, train accuracy {100 * train_acc:.2f} %")
     print(f"test accuracy: {100 * test_acc:.2f} %")
 

@@ -47,3 +47,15 @@ def test_quick_benchmark_writes_every_case_with_positive_times(tmp_path):
     # the table went to stdout
     assert "## Targets" in proc.stdout and "## 1. XOR" in proc.stdout
     assert elapsed < 60, f"quick mode took {elapsed:.1f} s"
+
+
+def test_case_selection_pulls_in_what_a_case_needs_and_rejects_unknown_names(monkeypatch):
+    monkeypatch.syspath_prepend(ROOT)
+    from benchmarks.__main__ import parse_args, pick_cases
+
+    assert pick_cases("memory") == ("peak", "mlp", "large", "memory")  # memory reads mlp/large
+    assert pick_cases("1") == ("xor",)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--cases", "bogus"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown case 'bogus'" in proc.stderr
+    assert parse_args(["--cases", "xor"]).cases == ("xor",)

@@ -52,6 +52,8 @@ def test_every_command_has_help(argv, prog, capsys):
     (["train", "digits", "--lr", "-1"], "expected a positive finite number"),
     (["train", "breast-cancer", "--test-size", "1.5"], "expected a number in (0, 1)"),
     (["train", "breast-cancer", "--nope"], "unrecognized arguments: --nope"),
+    (["train", "digits", "--test-size", "0.001"], "argument --test-size: 0.001 does not work"),
+    (["train", "breast-cancer", "--test-size", "0.999"], "train set will be empty"),
     (["vanishing", "--depth", "ten"], "expected a positive integer, got 'ten'"),
     (["vanishing", "--plot", "/no/such/folder/v.png"], "does not exist"),
     (["train", "digits", "--plot", "curves"], "has no extension"),
@@ -158,6 +160,14 @@ def test_train_without_scikit_learn_names_the_extra(monkeypatch, capsys):
     code, _, err = run_cli(["train", "digits", "--quick", "--no-progress"], capsys)
     assert code == 1
     assert 'pip install "fnnet[examples]"' in err and "scikit-learn" in err
+
+
+def test_plot_without_matplotlib_fails_before_training(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run_cli(["train", "digits", "--quick", "--no-progress",
+                              "--plot", str(tmp_path / "d.png")], capsys)
+    assert code == 1 and "--plot needs matplotlib" in err
+    assert "train loss" not in out and not (tmp_path / "d.png").exists()
 
 
 def test_console_script_is_installed_and_errors_are_not_tracebacks():

@@ -32,6 +32,13 @@ def test_digits_cnn_quick(capsys):
     assert re.search(r"wall time: [\d.]+ s", out)
 
 
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-3"], ["--lr", "nan"]])
+def test_digits_cnn_bad_flags_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_example().main(argv)
+    assert exc.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_digits_full_run_reaches_97_percent(capsys, model):

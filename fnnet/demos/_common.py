@@ -21,6 +21,11 @@ class MissingExtra(ImportError):
     """An optional dependency of the examples (scikit-learn, matplotlib, tqdm) is missing."""
 
 
+class BadArgument(ValueError):
+    """A flag's value that parses but cannot work with the data; ``demo_main`` turns it
+    into argparse's usage error (exit code 2)."""
+
+
 def require(module: str, what: str):
     """Import ``module`` or raise :class:`MissingExtra` naming the extra to install."""
     try:
@@ -28,6 +33,17 @@ def require(module: str, what: str):
     except ImportError as err:
         pkg = {"sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
         raise MissingExtra(f"{what} needs {pkg}, which is not installed: {EXTRA}") from err
+
+
+def split(x, y, test_size: float, seed: int, what: str):
+    """scikit-learn's stratified ``train_test_split``; a ``test_size`` it rejects (a split
+    with fewer examples than classes, or an empty one) is a :class:`BadArgument`."""
+    model_selection = require("sklearn.model_selection", what)
+    try:
+        return model_selection.train_test_split(x, y, test_size=test_size, random_state=seed,
+                                                stratify=y)
+    except ValueError as err:
+        raise BadArgument(f"argument --test-size: {test_size} does not work here: {err}") from None
 
 
 def positive_int(text: str) -> int:
@@ -148,6 +164,36 @@ def train_with_eval(model, loss, opt, params, train, test, *, epochs: int, batch
     return params, history
 
 
+def train_classifier(model, loss, data, args, *, epochs: int, predict, desc: str):
+    """Init ``model`` and train it with Adam as ``args`` say; the classifier demos' run.
+
+    ``data`` is ``((x_train, y_train), (x_test, y_test))`` as NumPy arrays, ``predict``
+    a jitted ``(params, x) -> predicted classes``. Returns a dict: ``params``,
+    ``history`` (as :func:`train_with_eval` gives it), ``model`` and the last epoch's
+    ``test_accuracy``, ``test_loss``, ``train_accuracy``.
+    """
+    (x_tr, y_tr), (x_te, y_te) = data
+    k_init, k_train = jax.random.split(jax.random.key(args.seed))
+    params = model.init(k_init, (x_tr.shape[1],))
+    params, history = train_with_eval(
+        model, loss, optimizer(args.lr), params, as_jnp(x_tr, y_tr), as_jnp(x_te, y_te),
+        epochs=epochs, batch_size=args.batch_size, key=k_train,
+        predict_labels=lambda p, x: np.asarray(predict(p, x)),
+        progress=not args.no_progress, desc=desc)
+    return {"params": params, "history": history, "model": model,
+            "test_accuracy": float(history["test_accuracy"][-1]),
+            "test_loss": float(history["test_loss"][-1]),
+            "train_accuracy": float(history["train_accuracy"][-1])}
+
+
+def report_metrics(result) -> None:
+    """Print the final train and test loss and accuracy of :func:`train_classifier`."""
+    h = result["history"]
+    print(f"train loss {h['loss'][-1]:.4f}   train accuracy {100 * result['train_accuracy']:.2f} %")
+    print(f"test  loss {result['test_loss']:.4f}   test  accuracy {100 * result['test_accuracy']:.2f} %"
+          f"   ({h['seconds']:.1f} s)")
+
+
 def _progress(total: int, desc: str):
     try:
         from tqdm.auto import tqdm
@@ -180,8 +226,14 @@ def plot_training(history, path: str, title: str):
 
 def demo_main(build_parser, run, report, plot, argv=None, prog=None) -> int:
     """The shape every demo's ``main`` shares: parse, run, report, optionally plot."""
-    args = build_parser(prog).parse_args(argv)
-    result = run(args)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.plot:  # before the training, not after it
+        require("matplotlib", "--plot")
+    try:
+        result = run(args)
+    except BadArgument as err:
+        parser.error(str(err))
     report(result)
     if args.plot:
         print(f"saved {plot(result, args.plot)}")

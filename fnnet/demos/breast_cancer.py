@@ -48,12 +48,10 @@ def standardize(x_train, x_test):
 def load(test_size: float = 0.25, seed: int = 0):
     """``(x_train, y_train), (x_test, y_test)``: standardized float32 features, labels (n, 1)."""
     datasets = _common.require("sklearn.datasets", "the breast-cancer example")
-    model_selection = _common.require("sklearn.model_selection", "the breast-cancer example")
     data = datasets.load_breast_cancer()
     x = data.data.astype(np.float64)
     y = data.target.astype(np.float32)
-    x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y)
+    x_tr, x_te, y_tr, y_te = _common.split(x, y, test_size, seed, "the breast-cancer example")
     x_tr, x_te = standardize(x_tr, x_te)
     return ((x_tr.astype(np.float32), y_tr[:, None]), (x_te.astype(np.float32), y_te[:, None]))
 
@@ -64,38 +62,28 @@ def make_model(hidden: int):
 
 def run(args) -> dict:
     """Train as ``args`` say; returns params, history and test metrics."""
-    (x_tr, y_tr), (x_te, y_te) = load(args.test_size, args.seed)
+    data = load(args.test_size, args.seed)
+    (x_tr, _), (x_te, y_te) = data
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     model, loss = make_model(args.hidden), fn.losses.sigmoid_binary_cross_entropy
-    k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    params = model.init(k_init, (x_tr.shape[1],))
     predict = jax.jit(lambda p, x: (fn.apply(model, p, x)[:, 0] > 0).astype(jnp.int32))
     print(f"breast cancer: {len(x_tr)} train / {len(x_te)} test tumours, 30 standardized "
           f"features; MLP 30-{args.hidden}-1 (ReLU), sigmoid + binary cross-entropy, "
           f"Adam lr={args.lr}, batch {args.batch_size}, {epochs} epochs")
-    params, history = _common.train_with_eval(
-        model, loss, _common.optimizer(args.lr), params, _common.as_jnp(x_tr, y_tr),
-        _common.as_jnp(x_te, y_te), epochs=epochs, batch_size=args.batch_size, key=k_train,
-        predict_labels=lambda p, x: np.asarray(predict(p, x)),
-        progress=not args.no_progress, desc="breast cancer")
-    pred = np.asarray(predict(params, jnp.asarray(x_te)))
+    result = _common.train_classifier(model, loss, data, args, epochs=epochs, predict=predict,
+                                      desc="breast cancer")
+    pred = np.asarray(predict(result["params"], jnp.asarray(x_te)))
     truth = y_te[:, 0].astype(np.int32)
     # "positive" = malignant (label 0), the class a screening test must not miss
     tp = int(np.sum((pred == 0) & (truth == 0)))
     fp = int(np.sum((pred == 0) & (truth == 1)))
     fn_ = int(np.sum((pred == 1) & (truth == 0)))
-    return {"params": params, "history": history, "model": model,
-            "test_accuracy": float(history["test_accuracy"][-1]),
-            "test_loss": float(history["test_loss"][-1]),
-            "train_accuracy": float(history["train_accuracy"][-1]),
-            "malignant_precision": tp / max(tp + fp, 1), "malignant_recall": tp / max(tp + fn_, 1)}
+    result.update(malignant_precision=tp / max(tp + fp, 1), malignant_recall=tp / max(tp + fn_, 1))
+    return result
 
 
 def report(result) -> None:
-    h = result["history"]
-    print(f"train loss {h['loss'][-1]:.4f}   train accuracy {100 * result['train_accuracy']:.2f} %")
-    print(f"test  loss {result['test_loss']:.4f}   test  accuracy {100 * result['test_accuracy']:.2f} %"
-          f"   ({h['seconds']:.1f} s)")
+    _common.report_metrics(result)
     print(f"malignant: precision {100 * result['malignant_precision']:.1f} %, "
           f"recall {100 * result['malignant_recall']:.1f} %")
 

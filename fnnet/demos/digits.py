@@ -36,12 +36,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def load(test_size: float = 0.25, seed: int = 0):
     """``(x_train, y_train), (x_test, y_test)``: float32 pixels in [0, 1], int32 labels."""
     datasets = _common.require("sklearn.datasets", "the digits example")
-    model_selection = _common.require("sklearn.model_selection", "the digits example")
     data = datasets.load_digits()
     x = (data.data / 16.0).astype(np.float32)
     y = data.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y)
+    x_tr, x_te, y_tr, y_te = _common.split(x, y, test_size, seed, "the digits example")
     return (x_tr, y_tr), (x_te, y_te)
 
 
@@ -51,34 +49,23 @@ def make_model(hidden: int):
 
 def run(args) -> dict:
     """Train as ``args`` say; returns params, history and test metrics."""
-    (x_tr, y_tr), (x_te, y_te) = load(args.test_size, args.seed)
+    data = load(args.test_size, args.seed)
+    (x_tr, _), (x_te, y_te) = data
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     model, loss = make_model(args.hidden), fn.losses.softmax_cross_entropy
-    k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    params = model.init(k_init, (x_tr.shape[1],))
     predict = jax.jit(lambda p, x: jnp.argmax(fn.apply(model, p, x), axis=-1))
     print(f"digits: {len(x_tr)} train / {len(x_te)} test images of 8x8 pixels, 10 classes; "
           f"MLP 64-{args.hidden}-10 (ReLU), softmax cross-entropy, Adam lr={args.lr}, "
           f"batch {args.batch_size}, {epochs} epochs")
-    params, history = _common.train_with_eval(
-        model, loss, _common.optimizer(args.lr), params, _common.as_jnp(x_tr, y_tr),
-        _common.as_jnp(x_te, y_te), epochs=epochs, batch_size=args.batch_size, key=k_train,
-        predict_labels=lambda p, x: np.asarray(predict(p, x)),
-        progress=not args.no_progress, desc="digits")
-    pred = np.asarray(predict(params, jnp.asarray(x_te)))
-    per_class = [float(np.mean(pred[y_te == c] == c)) for c in range(10)]
-    return {"params": params, "history": history, "model": model,
-            "test_accuracy": float(history["test_accuracy"][-1]),
-            "test_loss": float(history["test_loss"][-1]),
-            "train_accuracy": float(history["train_accuracy"][-1]),
-            "per_class_accuracy": per_class}
+    result = _common.train_classifier(model, loss, data, args, epochs=epochs, predict=predict,
+                                      desc="digits")
+    pred = np.asarray(predict(result["params"], jnp.asarray(x_te)))
+    result["per_class_accuracy"] = [float(np.mean(pred[y_te == c] == c)) for c in range(10)]
+    return result
 
 
 def report(result) -> None:
-    h = result["history"]
-    print(f"train loss {h['loss'][-1]:.4f}   train accuracy {100 * result['train_accuracy']:.2f} %")
-    print(f"test  loss {result['test_loss']:.4f}   test  accuracy {100 * result['test_accuracy']:.2f} %"
-          f"   ({h['seconds']:.1f} s)")
+    _common.report_metrics(result)
     print("test accuracy per digit: " + "  ".join(
         f"{c}:{100 * a:.0f}%" for c, a in enumerate(result["per_class_accuracy"])))
 
