@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import jax
@@ -61,7 +61,7 @@ def _name(path) -> str:
     return keystr(path) or "<root>"
 
 
-def _describe(tree, path=(), arrays=None):
+def _describe(tree, path=(), arrays=None, where="save"):
     """JSON-able description of ``tree``; fills ``arrays[name] = np.ndarray`` if given."""
     if tree is None:
         return {"t": "none"}
@@ -69,16 +69,16 @@ def _describe(tree, path=(), arrays=None):
         keys = sorted(tree)  # jax's order
         for k in keys:
             if not isinstance(k, (str, int)) or isinstance(k, bool):
-                raise TypeError(f"save: dict keys must be str or int, got {k!r} at {_name(path)}")
+                raise TypeError(f"{where}: dict keys must be str or int, got {k!r} at {_name(path)}")
         return {"t": "dict", "keys": [[type(k).__name__, k] for k in keys],
-                "c": [_describe(tree[k], path + (DictKey(k),), arrays) for k in keys]}
+                "c": [_describe(tree[k], path + (DictKey(k),), arrays, where) for k in keys]}
     if _is_namedtuple(tree):
         fields = list(type(tree)._fields)
         return {"t": "namedtuple", "name": type(tree).__name__, "fields": fields,
-                "c": [_describe(getattr(tree, f), path + (GetAttrKey(f),), arrays) for f in fields]}
+                "c": [_describe(getattr(tree, f), path + (GetAttrKey(f),), arrays, where) for f in fields]}
     if isinstance(tree, (tuple, list)):
         return {"t": type(tree).__name__,
-                "c": [_describe(c, path + (SequenceKey(i),), arrays) for i, c in enumerate(tree)]}
+                "c": [_describe(c, path + (SequenceKey(i),), arrays, where) for i, c in enumerate(tree)]}
     if _is_prng_key(tree):
         if arrays is not None:
             arrays[_name(path)] = np.asarray(jax.random.key_data(tree))
@@ -87,7 +87,7 @@ def _describe(tree, path=(), arrays=None):
         if arrays is not None:
             arrays[_name(path)] = np.asarray(tree)
         return {"t": "leaf"}
-    raise TypeError(f"save: unsupported node {type(tree).__name__} at {_name(path)}; checkpoints "
+    raise TypeError(f"{where}: unsupported node {type(tree).__name__} at {_name(path)}; checkpoints "
                     f"hold dicts, tuples, lists, NamedTuples, None and arrays")
 
 
@@ -99,7 +99,10 @@ def save(path, tree) -> None:
     arrays[TREE_KEY] = np.frombuffer(meta.encode("utf-8"), np.uint8)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    # Not tempfile.mkstemp: its 0600 mode would survive the rename; this file gets the
+    # umask's permissions, like a file np.savez writes directly.
+    tmp = os.path.join(directory, f"{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -211,7 +214,7 @@ def load(path, like=None):
     if like is None:
         return _build(desc, arrays)
 
-    like_desc = _describe(like)
+    like_desc = _describe(like, where="load (like)")
     wanted = _leaf_specs(like_desc)
     problems = []
     missing = [n for n in wanted if n not in stored]

@@ -20,7 +20,8 @@ of :func:`fnnet.train.run_epochs`, inside one ``jax.jit``::
 
 * ``keys``: a key array of shape ``(N,)``, or a sequence of int seeds (run ``i``
   uses ``jax.random.key(seeds[i])``), or ONE key shared by every run (the runs
-  then differ only by their hyperparameters: same init, same batches).
+  then differ only by their hyperparameters: same init, same batches). Raw
+  uint32 keys (``jax.random.PRNGKey``) are key data, never seeds.
 * ``hparams``: ``{name: array of shape (N,)}``, passed to ``optimizer`` as traced
   scalars. Any hyperparameter that only enters arithmetic can be swept
   (learning rates, betas, eps, decay rates, schedule values); one that decides
@@ -53,9 +54,14 @@ def _is_optimizer(obj) -> bool:
 
 
 def _as_keys(keys):
-    """A typed key array from keys, raw uint32 keys, or int seeds."""
-    if isinstance(keys, jax.Array) and jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
-        return keys
+    """A typed key array (shape ``()``: one shared key; ``(N,)``: one per run) from
+    typed keys, raw uint32 key data (``jax.random.PRNGKey``: ``(2,)`` or ``(N, 2)``)
+    or int seeds."""
+    if isinstance(keys, jax.Array):
+        if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+            return keys
+        if keys.dtype == jnp.uint32 and keys.ndim in (1, 2):  # raw key data, not seeds
+            return jax.random.wrap_key_data(keys)
     seeds = np.asarray(list(keys) if not isinstance(keys, (np.ndarray, jax.Array)) else keys)
     if not np.issubdtype(seeds.dtype, np.integer) or seeds.ndim != 1:
         raise TypeError("sweep: keys must be a key array (jax.random.split(key, n)), one key, "
@@ -97,7 +103,7 @@ def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epoc
     for name, shape in sizes.items():
         if len(shape) != 1:
             raise ValueError(f"sweep: hparams[{name!r}] must be 1-D (one value per run), got shape {shape}")
-    keys = _as_keys(keys) if not (isinstance(keys, jax.Array) and keys.ndim == 0) else keys
+    keys = _as_keys(keys)
     shared_key = keys.ndim == 0
     validate_fit_args(model, x, y, epochs=epochs, batch_size=batch_size, key=keys, where="sweep")
     counts = {f"hparams[{name!r}]": shape[0] for name, shape in sizes.items()}

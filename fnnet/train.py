@@ -245,8 +245,6 @@ def _stop_message(reason: int, stop: _Stop, epochs: int, tol, patience, monitor:
     if reason == PATIENCE:
         return (f"patience: {monitor} did not improve for {patience} epochs; stopped at epoch {e} "
                 f"(best {float(stop.best):.6g} at epoch {int(stop.best_epoch)})")
-    if reason == NONFINITE:
-        return f"non-finite loss at epoch {e}"
     return f"max epochs ({epochs})"
 
 
@@ -390,7 +388,6 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
 
     history = {name: np.concatenate([r[name] for r in records]) for name in records[0]}
     reason = int(stop.reason)
-    history["stopped"] = _stop_message(reason, stop, epochs, tol, patience, monitor)
     if reason == NONFINITE:
         from .debug import find_nonfinite
 
@@ -399,4 +396,5 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
                                 key=None if keys is None else keys[e - 1])
         raise FloatingPointError(f"fit(debug=True): the training loss became non-finite at "
                                  f"epoch {e} ({history['loss'][-1]}).\n{report}")
+    history["stopped"] = _stop_message(reason, stop, epochs, tol, patience, monitor)
     return params, opt_state, history

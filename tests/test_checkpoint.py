@@ -116,12 +116,24 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ckpt.npz"]
 
 
-def test_unsupported_nodes_are_rejected():
+def test_unsupported_nodes_are_rejected(tmp_path):
     class Box:
         pass
 
     with pytest.raises(TypeError, match=r"save: unsupported node Box at \['x'\]"):
         fn.save("/nonexistent/never-written.npz", {"x": Box()})
+    fn.save(tmp_path / "c.npz", {"x": jnp.ones(2)})
+    with pytest.raises(TypeError, match=r"load \(like\): unsupported node Box at \['x'\]"):
+        fn.load(tmp_path / "c.npz", like={"x": Box()})
+
+
+def test_saved_file_has_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fn.save(tmp_path / "c.npz", {"w": jnp.ones(2)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644   # as np.savez would leave it
 
 
 def test_not_an_fnnet_file(tmp_path):

@@ -52,6 +52,14 @@ def test_reports_nonfinite_dparams_with_the_leaf_path():
     params = (params[0], {"w": params[1]["w"], "b": params[1]["b"].at[0].set(jnp.nan)})
     report = fn.find_nonfinite(net, BCE, params, X, Y)
     assert (report.stage, report.position, report.what) == ("forward", (1,), "output")
+    # finite forward and dx, a NaN gradient for one param leaf
+    bad_dparams = fn.named("BadParamGrad", lambda k, s: {"w": jnp.ones(())},
+                           lambda p, x, *, key=None: (x * p["w"], (x, p["w"])),
+                           lambda r, dy: ({"w": jnp.nan * jnp.sum(dy * r[0])}, dy * r[1]))
+    net = fn.serial(fn.Dense(2), bad_dparams, fn.Dense(1))
+    report = fn.find_nonfinite(net, BCE, net.init(jax.random.key(0), (2,)), X, Y)
+    assert (report.stage, report.position, report.layer, report.what) == \
+        ("backward", (1,), "BadParamGrad", "dparams['w']")
 
 
 def test_fit_debug_names_the_layer():

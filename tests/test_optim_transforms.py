@@ -82,3 +82,11 @@ def test_invalid_transform_hyperparameters(make, match):
 def test_non_numeric_learning_rate_is_a_type_error():
     with pytest.raises(TypeError, match="sgd: learning_rate must be a float or a schedule"):
         fn.optim.sgd("fast")
+
+
+def test_chain_rejects_a_state_from_another_optimizer():
+    g = {"w": jnp.ones(2)}
+    opt = T.chain(T.clip_by_global_norm(1.0), T.scale_by_learning_rate(0.1))
+    short = T.chain(T.clip_by_global_norm(1.0)).init(g)   # zip would silently skip the lr
+    with pytest.raises(ValueError, match="chain: the state must be a tuple of 2 entries .* got 1 entries"):
+        opt.update(g, short)

@@ -91,3 +91,16 @@ def test_built_optimizer_with_hparams_is_an_error():
     with pytest.raises(ValueError, match="sweep: hparams were given but optimizer is already built"):
         fn.sweep(NET, BCE, SGD, X, Y, keys=jax.random.key(0), hparams={"learning_rate": jnp.ones(2)},
                  epochs=5)
+
+
+def test_raw_uint32_keys_are_key_data_not_seeds():
+    lrs = {"learning_rate": jnp.array([0.05, 0.1])}
+    raw = jax.random.PRNGKey(42)                      # uint32 (2,): ONE shared key
+    _, _, h = fn.sweep(NET, BCE, fn.optim.sgd, X, Y, keys=raw, hparams=lrs, epochs=10)
+    _, _, h_ref = fn.sweep(NET, BCE, fn.optim.sgd, X, Y, keys=jax.random.wrap_key_data(raw),
+                           hparams=lrs, epochs=10)
+    np.testing.assert_array_equal(h["loss"], h_ref["loss"])
+    split = jax.random.split(raw, 3)                  # uint32 (3, 2): three keys
+    _, _, h3 = fn.sweep(NET, BCE, SGD, X, Y, keys=split, epochs=10)
+    _, _, h_1 = separate_fit(jax.random.wrap_key_data(split[1]), SGD, epochs=10)
+    np.testing.assert_allclose(h3["loss"][1], h_1["loss"], rtol=2e-5)

@@ -85,8 +85,11 @@ def test_chunked_path_compiles_once_including_the_partial_last_chunk():
     model, calls = counting(NET)
     # 10 epochs in chunks of 4: chunks of 4, 4 and a last one of 2 (padded, skipped).
     kw = dict(epochs=10, chunk_size=4, metrics=("loss", "accuracy"))
+    one_chunk, one_chunk_calls = counting(NET)       # traces of ONE compilation of a chunk
+    fn.fit(one_chunk, BCE, SGD, xor_params(), X, Y, **dict(kw, epochs=4))
     _, _, h = fn.fit(model, BCE, SGD, xor_params(), X, Y, **kw)
     traced = len(calls)
+    assert traced == len(one_chunk_calls) > 0, "a later or partial chunk recompiled"
     fn.fit(model, BCE, SGD, xor_params(1), X, Y, **kw)
     assert len(calls) == traced
     assert h["loss"].shape == h["accuracy"].shape == (10,)
@@ -110,15 +113,19 @@ def test_minibatches_are_reshuffled_every_epoch_and_the_remainder_dropped():
     ident = fn.serial(fn.Identity)
     epoch = fn.train.epoch_fn(ident, fn.losses.mean_squared_error, SGD, x, y, batch_size=4,
                               method="manual")
-    seen = []
+    seen, dropped = [], []
     for k in jax.random.split(jax.random.key(0), 3):
         k_perm, _ = jax.random.split(k)
         perm = np.asarray(jax.random.permutation(k_perm, 10))
         seen.append(perm[:8])
+        dropped.append(set(perm[8:].tolist()))
         (_, _), value = epoch((((),), SGD.init(((),))), k)
         want = np.mean([np.mean(np.asarray(x)[b] ** 2) for b in perm[:8].reshape(2, 4)])
         np.testing.assert_allclose(value, want, rtol=1e-6)   # 2 full batches of 4, 2 dropped
     assert not np.array_equal(seen[0], seen[1])
+    # The epoch values see only WHICH examples are dropped; they differ every epoch here,
+    # so one permutation reused across epochs would fail the value check above.
+    assert dropped[0] != dropped[1] != dropped[2] != dropped[0]
 
 
 # --- metrics, validation, stopping ---------------------------------------------------
@@ -207,8 +214,9 @@ def test_debug_raises_with_the_layer_that_went_nonfinite():
     net = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
     loss = fn.losses.mean_squared_error
     p = net.init(jax.random.key(0), (2,))
-    with pytest.raises(FloatingPointError, match=r"non-finite at epoch \d+.*\n.*find_nonfinite"):
+    with pytest.raises(FloatingPointError, match=r"non-finite at epoch \d+.*\n.*find_nonfinite") as err:
         fn.fit(net, loss, fn.optim.sgd(1e3), p, X * 1e3, Y, epochs=100, debug=True)
+    assert "is non-finite:" in str(err.value)   # the report found the culprit, not "all finite"
 
 
 # --- train_step ------------------------------------------------------------------------

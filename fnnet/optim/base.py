@@ -99,6 +99,11 @@ def chain(*transforms: Optimizer) -> Optimizer:
         return tuple(t.init(params) for t in transforms)
 
     def update(updates, state, params=None):
+        if not isinstance(state, (tuple, list)) or len(state) != len(transforms):
+            got = f"{len(state)} entries" if isinstance(state, (tuple, list)) else type(state).__name__
+            raise ValueError(f"chain: the state must be a tuple of {len(transforms)} entries (one "
+                             f"per transform), got {got}; pass the state from this optimizer's "
+                             f"init")
         new_state = []
         for t, s in zip(transforms, state):
             updates, s = t.update(updates, s, params)
