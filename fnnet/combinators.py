@@ -26,10 +26,21 @@ import jax.numpy as jnp
 from .core import Layer, named
 
 
-def _with_position(err: Exception, i: int, layer: Layer, outer: str) -> Exception:
-    msg = f"{err.args[0] if err.args else err} [layer {i} ({layer.name}) of {outer}]"
-    new = type(err)(msg)
-    return new
+def _raise_with_position(err: Exception, i: int, layer: Layer, outer: str):
+    """Re-raise ``err`` with ``[layer i (name) of outer]`` added to its message.
+
+    fnnet's own errors (plain ``ValueError``/``TypeError``) are rebuilt with the
+    longer message. Subclasses (e.g. JAX's ``TracerBoolConversionError``, whose
+    constructor takes a tracer, not a message) are re-raised unchanged, with the
+    position as a note (Python >= 3.11), instead of being replaced by an error
+    from their constructor.
+    """
+    where = f"[layer {i} ({layer.name}) of {outer}]"
+    if type(err) in (ValueError, TypeError):
+        raise type(err)(f"{err.args[0] if err.args else err} {where}") from err
+    if hasattr(err, "add_note"):
+        err.add_note(where)
+    raise err
 
 
 def output_shape(layer: Layer, params, input_shape, dtype=jnp.float32):
@@ -93,7 +104,7 @@ def serial(*layers: Layer) -> Layer:
                 p = layer.init(k, shape)
                 shape = output_shape(layer, p, shape)
             except (ValueError, TypeError) as err:
-                raise _with_position(err, i, layer, short) from err
+                _raise_with_position(err, i, layer, short)
             params.append(p)
         return tuple(params)
 
@@ -104,7 +115,7 @@ def serial(*layers: Layer) -> Layer:
             try:
                 x, r = layer.fwd(p, x, key=k)
             except (ValueError, TypeError) as err:
-                raise _with_position(err, i, layer, short) from err
+                _raise_with_position(err, i, layer, short)
             residuals.append(r)
         return x, tuple(residuals)
 

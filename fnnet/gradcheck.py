@@ -173,8 +173,14 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
     rtol = autodiff_rtol(dtype) if rtol is None else rtol
 
     with jax.default_matmul_precision("highest"):
-        m = jax.tree.leaves(jax.jit(manual)(theta))
+        m_tree = jax.jit(manual)(theta)
         a = jax.tree.leaves(jax.jit(jax.grad(scalar))(theta))
+    if jax.tree.structure(m_tree) != treedef:  # else leaves would be compared out of place
+        raise ValueError(f"{title}: the manual gradient has tree structure "
+                         f"{jax.tree.structure(m_tree)}, expected the structure of what is "
+                         f"differentiated, {treedef}; a backward must return dparams with "
+                         f"exactly the params' tree (and dx like x).")
+    m = jax.tree.leaves(m_tree)
 
     auto_abs, auto_rel = {}, {}
     for i in float_idx:

@@ -96,6 +96,12 @@ def _sce_fwd(logits, target):
     elif jnp.ndim(target) == jnp.ndim(logits) - 1:
         raise TypeError(f"{name}: labels of shape {jnp.shape(target)} must be integers "
                         f"(class indices), got dtype {jnp.result_type(target)}")
+    elif (jnp.issubdtype(jnp.result_type(target), jnp.integer)
+          and jnp.shape(target) != jnp.shape(logits)):
+        raise ValueError(f"{name}: integer labels have shape {_checks._fmt(jnp.shape(target))}; "
+                         f"for logits {_checks._fmt(jnp.shape(logits))} class indices must be "
+                         f"{_checks._fmt(jnp.shape(logits)[:-1])} (a column (n, 1): "
+                         f"y.reshape(-1)), or targets shaped like the logits.")
     else:
         t = _targets(name, logits, target)
         t_sum = jnp.sum(t, axis=-1, keepdims=True)

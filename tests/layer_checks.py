@@ -47,6 +47,8 @@ def assert_layer_correct(layer, params, x, *, key=None, rtol=1e-5, fd=True, seed
     _, pullback = jax.vjp(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
     ref_dparams, ref_dx = pullback(dy)
     assert_trees_close(dparams, ref_dparams, rtol, f"{layer.name} dparams")
+    for g, p in zip(jax.tree.leaves(dparams), jax.tree.leaves(params)):
+        assert g.dtype == p.dtype, f"{layer.name}: dparams dtype {g.dtype} != params dtype {p.dtype}"
     if jnp.issubdtype(x.dtype, jnp.floating):
         assert dx.dtype == x.dtype, f"{layer.name}: dx dtype {dx.dtype} != x dtype {x.dtype}"
         _close_normwise(dx, ref_dx, rtol, f"{layer.name} dx")
@@ -80,6 +82,7 @@ def assert_loss_correct(loss, pred, target, *, rtol=1e-5):
     assert value.shape == ()
     g = jnp.asarray(0.7, value.dtype)  # a non-unit seed catches a forgotten `g *`
     manual = loss.bwd(res, g)
+    assert manual.dtype == pred.dtype, f"{loss.name}: dpred dtype {manual.dtype} != {pred.dtype}"
     _, pullback = jax.vjp(lambda p: loss.fwd(p, target)[0], pred)
     (ref,) = pullback(g)
     _close_normwise(manual, ref, rtol, f"{loss.name} dpred")

@@ -78,3 +78,18 @@ def test_nested_serial():
     params = net.init(jax.random.key(0), (3,))
     assert isinstance(params[0], tuple)
     assert_layer_correct(net, params, jax.random.normal(jax.random.key(1), (2, 3)))
+
+
+def test_serial_keeps_jax_errors_whose_constructor_takes_no_message():
+    # JAX's tracer errors are TypeError subclasses built from a tracer, not a message:
+    # serial must re-raise them as they are, not replace them with an AttributeError.
+    def branchy_fwd(params, x, *, key=None):
+        return (x if x.sum() > 0 else -x), None  # Python `if` on a traced value
+
+    branchy = fn.named("Branchy", lambda k, s: (), branchy_fwd, lambda r, dy: ((), dy))
+    net = fn.serial(fn.Dense(2), branchy)
+    params = (fn.Dense(2).init(jax.random.key(0), (3,)), ())
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        jax.jit(net.fwd)(params, jnp.ones((4, 3)))
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        net.init(jax.random.key(0), (3,))

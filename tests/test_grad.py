@@ -105,3 +105,20 @@ def test_same_key_same_randomness_on_both_paths():
     v3, _ = fn.value_and_grad(net, loss)(params, x, y, key=jax.random.key(4))
     np.testing.assert_allclose(v1, v2, rtol=1e-6)
     assert not np.isclose(v1, v3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=lambda d: jnp.dtype(d).name)
+def test_grads_have_the_params_dtypes_in_low_precision(dtype):
+    # every layer with params, in 16-bit params and data: grads keep the params' dtypes
+    net = fn.serial(fn.Conv2D(3, 3, stride=2), fn.Relu, fn.MaxPool2D(2, 1), fn.LayerNorm(),
+                    fn.residual(fn.Dense(3)), fn.Flatten, fn.Dense(2))
+    params = jax.tree.map(lambda a: a.astype(dtype), net.init(jax.random.key(0), (7, 7, 2)))
+    x = jax.random.normal(jax.random.key(1), (4, 7, 7, 2)).astype(dtype)
+    y = jnp.array([0, 1, 1, 0])
+    loss = fn.losses.softmax_cross_entropy
+    v1, g1 = fn.value_and_grad(net, loss)(params, x, y)
+    v2, g2 = fn.value_and_grad(net, loss, method="autodiff")(params, x, y)
+    assert v1.dtype == dtype
+    for g, p in zip(jax.tree.leaves(g1), jax.tree.leaves(params)):
+        assert g.dtype == p.dtype
+    assert_trees_close(g1, g2, 2e-2, "16-bit grads")

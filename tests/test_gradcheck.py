@@ -101,3 +101,16 @@ def test_finite_differences_can_be_disabled():
     report = fn.check_grads(*_setup(), finite_differences=False)
     assert report.ok and all(leaf.fd_status == "off" and leaf.fd_rel is None for leaf in report.leaves)
     assert "disabled" in report.note
+
+
+def test_manual_gradient_with_the_wrong_tree_is_a_clear_error():
+    # dparams as a tuple (w, b) instead of params' dict: same leaves, wrong tree
+    layer = fn.Dense(2)
+    params = layer.init(jax.random.key(0), (2,))
+
+    def tuple_bwd(res, dy):
+        dparams, dx = layer.bwd(res, dy)
+        return (dparams["w"], dparams["b"]), dx
+
+    with pytest.raises(ValueError, match=r"Dense\(2\): the manual gradient has tree structure"):
+        fn.check_layer(fn.Layer(layer.init, layer.fwd, tuple_bwd), params, jnp.ones((3, 2)))

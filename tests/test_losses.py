@@ -96,3 +96,9 @@ def test_softmax_ce_bad_labels():
         L.softmax_cross_entropy.fwd(jnp.zeros((4, 3)), jnp.zeros((4, 2)))
     with pytest.raises(TypeError, match="floating-point"):
         L.softmax_cross_entropy.fwd(jnp.zeros((4, 3), jnp.int32), jnp.zeros((4,), jnp.int32))
+
+
+def test_softmax_ce_integer_label_column_says_what_to_do():
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: integer labels have shape \(4, 1\).*"
+                                         r"must be \(4,\).*y\.reshape\(-1\)"):
+        L.softmax_cross_entropy.fwd(jnp.zeros((4, 3)), jnp.zeros((4, 1), jnp.int32))

@@ -22,7 +22,8 @@ whole gradient goes to the FIRST of them in row-major window order (smallest
 "gather the argmax" so ``jax.grad`` of this forward routes ties the same way;
 note that ``jax.grad`` of a plain ``max``/``lax.reduce_window`` max pool (e.g.
 in other libraries) may route or split tied gradients differently.
-Residuals: Max ``(argmax index (int8), Static(x.shape))``; Avg ``Static(x.shape)``.
+Residuals: Max ``(argmax index (int8; int32 for windows over 127 entries), Static(x.shape))``;
+Avg ``Static(x.shape)``.
 """
 
 from __future__ import annotations
