@@ -37,9 +37,8 @@ finite-difference verdict; its manual-vs-autodiff comparison still counts.
 **float64.** If ``jax_enable_x64`` is off, the finite-difference part runs inside
 ``jax.enable_x64(True)`` for the duration of the check (the report says so).
 Enable it for the whole program with ``jax.config.update("jax_enable_x64", True)``
-at start-up, or ``JAX_ENABLE_X64=1`` in the environment. If float64 cannot be
-enabled, the finite-difference part is reported as not run and ``ok`` is False:
-a float32 finite-difference verdict would be meaningless.
+at start-up, or ``JAX_ENABLE_X64=1`` in the environment. The finite
+differences never run in float32: a float32 verdict would be meaningless.
 """
 
 from __future__ import annotations
@@ -67,14 +66,14 @@ def autodiff_rtol(dtype) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class LeafCheck:
-    """One leaf's result. ``fd_rel`` is the worst direction's error (None if not run)."""
+    """One leaf's result. ``fd_rel`` is the worst direction's error (None if not checked)."""
 
     path: str
     shape: tuple
     autodiff_abs: float
     autodiff_rel: float
     fd_rel: float | None
-    fd_status: str  # "ok", "FAIL", "kink", "off" (disabled by the caller), "not run" (no float64)
+    fd_status: str  # "ok", "FAIL", "kink", "off" (disabled by the caller)
     autodiff_ok: bool
 
     @property
@@ -122,8 +121,6 @@ class GradCheckReport:
             status = "ok" if leaf.ok else "FAIL"
             if leaf.fd_status == "kink":
                 status += " (fd skipped: kink)"
-            elif leaf.fd_status == "not run":
-                status += " (fd not run: no float64)"
             elif leaf.fd_status == "FAIL":
                 status += " (vs finite differences)"
             if not leaf.autodiff_ok:
@@ -195,22 +192,12 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
         auto_rel[i] = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
 
     fd_rel = {i: None for i in float_idx}
-    fd_status = {i: "not run" if finite_differences else "off" for i in float_idx}
+    fd_status = {i: "off" for i in float_idx}  # each checked leaf gets ok / FAIL / kink
     note = "finite differences disabled by the caller" if not finite_differences else ""
     if finite_differences:
-        try:
-            ctx = _float64()
-            note = ctx.__enter__()
-        except Exception as err:  # pragma: no cover - platform without float64
-            note = (f"finite differences NOT RUN: float64 unavailable ({err}). Enable it with "
-                    f"jax.config.update('jax_enable_x64', True) before any JAX call.")
-            ctx = None
-        if ctx is not None:
-            try:
-                _finite_differences(theta, scalar, manual, signature, leaves, treedef, float_idx,
-                                    key, fd_rtol, fd_eps, num_directions, fd_rel, fd_status)
-            finally:
-                ctx.__exit__(None, None, None)
+        with _float64() as note:
+            _finite_differences(theta, scalar, manual, signature, leaves, treedef, float_idx,
+                                key, fd_rtol, fd_eps, num_directions, fd_rel, fd_status)
 
     rows = tuple(
         LeafCheck(path=jax.tree_util.keystr(leaves[i][0]) or "(root)",
