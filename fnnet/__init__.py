@@ -14,34 +14,36 @@ The contract (see the README and DESIGN.md):
   step; ``fit`` runs whole trainings compiled.
 """
 
-from . import initializers, losses, optim
-from .combinators import serial
-from .combinators import residual
+from . import checkpoint, diagnostics, initializers, losses, metrics, optim, sharding
+from .checkpoint import load, save
+from .combinators import residual, serial
 from .core import Layer, Loss, Static, apply, custom_vjp, named, vjp
+from .debug import find_nonfinite
+from .diagnostics import gradient_diagnostics
 from .grad import value_and_grad
 from .gradcheck import GradCheckReport, check_grads, check_layer
-from .layers import Dense, Identity, LeakyRelu, Relu, Sigmoid, Tanh
-from .train import fit, train_step
-from . import checkpoint, metrics, sharding
-from .checkpoint import load, save
-from .debug import find_nonfinite
-from . import diagnostics
-from .diagnostics import gradient_diagnostics
+from .layers import (AvgPool2D, Conv2D, Dense, Dropout, Elu, Flatten, Gelu, Identity, LayerNorm,
+                     LeakyRelu, LogSoftmax, MaxPool2D, Relu, Reshape, Sigmoid, Silu, Softmax,
+                     Softplus, Tanh)
 from .metrics import evaluate, predict
 from .sweep import sweep
-from .layers import (AvgPool2D, Conv2D, Dropout, Elu, Flatten, Gelu, LayerNorm, LogSoftmax,
-                     MaxPool2D, Reshape, Silu, Softmax, Softplus)
+from .train import fit, train_step
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Loss", "Static", "named", "apply", "vjp", "custom_vjp", "serial",
-    "Dense", "Identity", "LeakyRelu", "Relu", "Sigmoid", "Tanh",
+    # the contract
+    "Layer", "Loss", "Static", "named", "apply", "vjp", "custom_vjp",
+    # combinators and layers
+    "serial", "residual",
+    "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape", "LayerNorm", "Dropout",
+    "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu", "Softplus", "Silu",
+    "Softmax", "LogSoftmax",
+    # gradients and their checks
     "value_and_grad", "check_grads", "check_layer", "GradCheckReport",
-    "train_step", "fit", "initializers", "losses", "optim",
+    "gradient_diagnostics", "find_nonfinite",
+    # training
+    "train_step", "fit", "sweep", "evaluate", "predict", "save", "load",
+    # modules
+    "checkpoint", "diagnostics", "initializers", "losses", "metrics", "optim", "sharding",
 ]
-__all__ += ["residual", "AvgPool2D", "Conv2D", "Dropout", "Elu", "Flatten", "Gelu", "LayerNorm",
-            "LogSoftmax", "MaxPool2D", "Reshape", "Silu", "Softmax", "Softplus"]
-__all__ += ["checkpoint", "metrics", "sharding", "save", "load", "find_nonfinite", "evaluate",
-            "predict", "sweep"]
-__all__ += ["diagnostics", "gradient_diagnostics"]
