@@ -1,4 +1,4 @@
-"""Combinators: layers made of layers.
+"""Combinators: layers made of layers (stax's set, each with its own backward).
 
 ``serial(*layers)`` composes layers left to right. Its params are a tuple with
 one entry per layer; its residuals a tuple of the layers' residuals; its backward
@@ -9,13 +9,32 @@ walks the layers in reverse, feeding each layer's ``dx`` to the layer before it
     g_L = dy,  (dp_i, g_{i-1}) = bwd_i(r_i, g_i)        i = L..1
     return (dp_1, ..., dp_L), g_0
 
-A key passed to ``fwd`` is split into one key per layer (``jax.random.split``),
-so the manual and autodiff paths see the same randomness.
+Graphs beyond a chain pass TUPLES of arrays between layers:
 
-``residual(layer)`` is the skip connection ``y = x + f(x)``. Its params are
-``f``'s params; its VJP is the sum of the two paths::
+==================  ==================  ========================  ================================
+combinator          input -> output     params                    backward
+==================  ==================  ========================  ================================
+parallel(*layers)   (x_1..x_n) ->       (p_1, ..., p_n)           each branch's own bwd:
+                    (y_1..y_n)                                    (dp_i, dx_i) = bwd_i(r_i, dy_i)
+FanOut(n)           x -> (x, ..., x)    ()                        dx = dy_1 + ... + dy_n
+FanInSum            (x_1..x_n) -> sum   ()                        dx_i = dy  (for every i)
+FanInConcat(axis)   (x_1..x_n) ->       ()                        dx_i = dy's slice i along axis
+                    concat(axis)
+residual(f)         x -> x + f(x)       f's params                dx = dy + dx_f
+==================  ==================  ========================  ================================
 
-    y = x + f(p, x)          (dp, dx_f) = bwd_f(r, dy),     dx = dy + dx_f
+An Inception block is ``serial(FanOut(3), parallel(a, b, c), FanInConcat())``; a
+skip connection around any sub-network is ``serial(FanOut(2), parallel(f,
+Identity), FanInSum)``. ``FanInSum`` requires identical shapes (no silent
+broadcasting). ``FanInConcat(axis)`` counts axes of the batched arrays like
+``jnp.concatenate`` (``-1``, the default, is the feature axis; the batch axis 0 is
+refused). A key passed to ``fwd`` is split into one key per child
+(``jax.random.split``), so the manual and autodiff paths see the same randomness.
+A combinator containing a stateful layer (BatchNorm) is stateful: its state is a
+tuple with one entry per child (see :mod:`fnnet.state`).
+
+Cotangents of integer inputs (Embedding ids) are ``None``; ``FanOut``'s sum and
+the combinators pass ``None`` through.
 """
 
 from __future__ import annotations
@@ -23,7 +42,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, named
+from . import _checks
+from .core import Layer, Static, named
+from .shapes import (abstract_batch, check_shape_tree, is_shape, output_aval, output_shape,
+                     shape_tree)
+from .state import children_state_rule, init_state, update_state, with_state
+
+__all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "residual",
+           "output_shape", "flat_layers", "layer_keys", "children"]
 
 
 def _raise_with_position(err: Exception, i: int, layer: Layer, outer: str):
@@ -43,13 +69,6 @@ def _raise_with_position(err: Exception, i: int, layer: Layer, outer: str):
     raise err
 
 
-def output_shape(layer: Layer, params, input_shape, dtype=jnp.float32):
-    """Shape of ``layer``'s output for ONE example of ``input_shape`` (no batch axis)."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
-    y = jax.eval_shape(lambda p, x: layer.fwd(p, x)[0], params, x)
-    return tuple(y.shape[1:])
-
-
 def layer_keys(key, n: int) -> list:
     """One key per layer, split exactly as ``serial`` splits (``None``s for inference)."""
     return [None] * n if key is None else list(jax.random.split(key, n))
@@ -63,57 +82,82 @@ def check_serial_params(where: str, params, n: int):
                          f"got {got}; pass the params from model.init")
 
 
-def flat_layers(model: Layer, params, key=None, path=()):
-    """The leaf layers of ``model`` in forward order: ``[(path, layer, params, key)]``.
+def _check_layers(where: str, layers):
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            hint = " (a constructor? call it, e.g. fn.Dense(3))" if callable(layer) else ""
+            raise TypeError(f"{where}: argument {i} is {layer!r}, not a fnnet Layer{hint}")
 
-    ``serial`` models (recognised by ``model.fwd.fnnet_layers``) are expanded
-    recursively, splitting ``key`` exactly as ``serial`` does, so walking the list
-    reproduces ``model.fwd`` and (in reverse) ``model.bwd``. Any other layer is a
-    leaf of its own. Used by the diagnostics and the NaN finder.
-    """
-    layers = getattr(model.fwd, "fnnet_layers", None)
-    if layers is None:
-        return [(path, model, params, key)]
-    check_serial_params(model.name, params, len(layers))
-    out = []
-    for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
-        out.extend(flat_layers(layer, p, k, path + (i,)))
-    return out
+
+def _child_fwd(layer, p, x, key, state):
+    if layer.has_state:
+        return layer.fwd(p, x, key=key, state=state)
+    return layer.fwd(p, x, key=key)
+
+
+def _states(layers, state):
+    """Each child's state (``None`` when the caller gave none)."""
+    return [None] * len(layers) if state is None else list(state)
+
+
+def _input_dtype(layers, how):
+    dtypes = [getattr(l.fwd, "fnnet_input_dtype", None) for l in layers]
+    if how == "first":
+        return dtypes[0]
+    return tuple(d or jnp.float32 for d in dtypes) if any(d is not None for d in dtypes) else None
+
+
+def _compose(name, init, fwd, bwd, layers, *, route, input_dtype=None):
+    """``named(...)`` for a combinator of ``layers`` whose params and residuals are
+    tuples with one entry per child (state, key and children recorded once here)."""
+    layer = named(name, init, fwd, bwd, needs_key=any(l.needs_key for l in layers),
+                  input_dtype=input_dtype)
+    fwd.fnnet_layers = tuple(layers)
+    fwd.fnnet_route = route  # how the input flows to the children (read by fn.summary)
+    if any(l.has_state for l in layers):
+        with_state(layer, *children_state_rule(layers, tuple, tuple))
+    return layer
+
+
+def children(model: Layer):
+    """The child layers of a combinator (``()`` for a leaf layer)."""
+    return getattr(model.fwd, "fnnet_layers", ())
 
 
 def serial(*layers: Layer) -> Layer:
     """Compose ``layers`` left to right into one :class:`~fnnet.Layer`.
 
-    Params: ``tuple(params_1, ..., params_L)``. Errors raised by a layer are
-    re-raised with its position, e.g. ``"... [layer 2 (Dense(1)) of serial]"``.
+    Params: ``tuple(params_1, ..., params_L)``. ``init(key, input_shape)`` infers
+    each layer's input shape (and dtype: integer ids for an ``Embedding`` first).
+    Errors raised by a layer are re-raised with its position, e.g.
+    ``"... [layer 2 (Dense(1)) of serial]"``.
     """
     if not layers:
         raise ValueError("serial: needs at least one layer")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            hint = " (a constructor? call it, e.g. fn.Dense(3))" if callable(layer) else ""
-            raise TypeError(f"serial: argument {i} is {layer!r}, not a fnnet Layer{hint}")
+    _check_layers("serial", layers)
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
     short = "serial"
 
     def init(key, input_shape):
+        check_shape_tree(short, input_shape)
         keys = jax.random.split(key, len(layers))
-        params, shape = [], tuple(input_shape)
+        params, aval = [], abstract_batch(input_shape, layers[0].input_dtype)
         for i, (layer, k) in enumerate(zip(layers, keys)):
             try:
-                p = layer.init(k, shape)
-                shape = output_shape(layer, p, shape)
+                p = layer.init(k, shape_tree(aval))
+                aval = output_aval(layer, p, aval)
             except (ValueError, TypeError) as err:
                 _raise_with_position(err, i, layer, short)
             params.append(p)
         return tuple(params)
 
-    def fwd(params, x, *, key=None):
+    def fwd(params, x, *, key=None, state=None):
         check_serial_params(short, params, len(layers))
         residuals = []
-        for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
+        for i, (layer, p, k, s) in enumerate(zip(layers, params, layer_keys(key, len(layers)),
+                                                 _states(layers, state))):
             try:
-                x, r = layer.fwd(p, x, key=k)
+                x, r = _child_fwd(layer, p, x, k, s)
             except (ValueError, TypeError) as err:
                 _raise_with_position(err, i, layer, short)
             residuals.append(r)
@@ -125,9 +169,148 @@ def serial(*layers: Layer) -> Layer:
             dparams[i], dy = layers[i].bwd(residuals[i], dy)
         return tuple(dparams), dy
 
-    layer = named(name, init, fwd, bwd, needs_key=any(l.needs_key for l in layers))
-    fwd.fnnet_layers = layers
-    return layer
+    return _compose(name, init, fwd, bwd, layers, route="serial",
+                    input_dtype=_input_dtype(layers, "first"))
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Apply ``layers[i]`` to the ``i``-th entry of a tuple input; the output is a tuple.
+
+    Params ``(p_1, ..., p_n)``; ``init(key, (shape_1, ..., shape_n))``.
+    """
+    if not layers:
+        raise ValueError("parallel: needs at least one layer")
+    _check_layers("parallel", layers)
+    name = "parallel(" + ", ".join(layer.name for layer in layers) + ")"
+    n = len(layers)
+
+    def check_input(x, what="inputs"):
+        if not isinstance(x, (tuple, list)) or len(x) != n:
+            got = f"a tuple of {len(x)}" if isinstance(x, (tuple, list)) else \
+                f"a single array of shape {jnp.shape(x)}"
+            raise ValueError(f"{name}: expected a tuple of {n} {what} (one per branch), got "
+                             f"{got}; put FanOut({n}) before it to copy one input to every branch")
+
+    def init(key, input_shape):
+        check_shape_tree("parallel", input_shape)
+        if is_shape(input_shape):
+            raise ValueError(f"{name}: expected a tuple of {n} input shapes (one per branch), "
+                             f"got the single shape {tuple(input_shape)}; put FanOut({n}) before "
+                             f"it to copy one input to every branch")
+        check_input(input_shape, "input shapes")
+        keys = jax.random.split(key, n)
+        return tuple(layer.init(k, s) for layer, k, s in zip(layers, keys, input_shape))
+
+    def fwd(params, x, *, key=None, state=None):
+        check_serial_params(name, params, n)
+        check_input(x)
+        out = [_child_fwd(l, p, xi, k, s) for l, p, xi, k, s in
+               zip(layers, params, x, layer_keys(key, n), _states(layers, state))]
+        return tuple(y for y, _ in out), tuple(r for _, r in out)
+
+    def bwd(residuals, dy):
+        grads = [l.bwd(r, g) for l, r, g in zip(layers, residuals, dy)]
+        return tuple(dp for dp, _ in grads), tuple(dx for _, dx in grads)
+
+    return _compose(name, init, fwd, bwd, layers, route="parallel",
+                    input_dtype=_input_dtype(layers, "each"))
+
+
+def _no_params(key, input_shape):
+    del key, input_shape
+    return ()
+
+
+def _add(a, b):
+    if a is None or b is None:
+        return None if a is None and b is None else (a if b is None else b)
+    return jax.tree.map(jnp.add, a, b)
+
+
+def FanOut(num: int) -> Layer:
+    """Copy one input ``num`` times: ``x -> (x, ..., x)``. Backward: the sum of the copies'
+    cotangents (a value used in ``num`` places receives the sum of its gradients)."""
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise ValueError(f"FanOut: num must be a positive int, got {num!r}")
+    name = f"FanOut({num})"
+
+    def fwd(params, x, *, key=None):
+        return (x,) * num, None
+
+    def bwd(res, dy):
+        if not isinstance(dy, (tuple, list)) or len(dy) != num:
+            raise ValueError(f"{name}: the cotangent must be a tuple of {num}, got {type(dy)}")
+        total = dy[0]
+        for g in dy[1:]:
+            total = _add(total, g)
+        return (), total
+
+    return named(name, _no_params, fwd, bwd)
+
+
+def _tuple_input(name: str, x, min_len: int = 1):
+    if not isinstance(x, (tuple, list)) or len(x) < min_len:
+        got = f"a tuple of {len(x)}" if isinstance(x, (tuple, list)) else \
+            f"a single array of shape {jnp.shape(x)}"
+        raise ValueError(f"{name}: expected a tuple of arrays (e.g. from parallel or FanOut), "
+                         f"got {got}")
+    for xi in x:
+        _checks.floating(name, xi)
+
+
+def _fan_in_sum_fwd(params, x, *, key=None):
+    _tuple_input("FanInSum", x)
+    shapes = [jnp.shape(xi) for xi in x]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"FanInSum: inputs have shapes {shapes}; they must match exactly "
+                         f"(fnnet never broadcasts silently). Project the branches to one shape.")
+    dtypes = [jnp.result_type(xi) for xi in x]
+    if len(set(dtypes)) != 1:
+        raise TypeError(f"FanInSum: inputs have dtypes {[str(d) for d in dtypes]}; they must "
+                        f"match. Cast the branches to one dtype.")
+    total = x[0]
+    for xi in x[1:]:
+        total = total + xi
+    return total, Static(len(x))
+
+
+def _fan_in_sum_bwd(res, dy):
+    return (), (dy,) * res.value
+
+
+FanInSum = named("FanInSum", _no_params, _fan_in_sum_fwd, _fan_in_sum_bwd)
+
+
+def FanInConcat(axis: int = -1) -> Layer:
+    """Concatenate a tuple of arrays along ``axis`` of the batched arrays (``-1``: features).
+    Backward: ``dy`` split back into the pieces' sizes along ``axis``."""
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise ValueError(f"FanInConcat: axis must be an int, got {axis!r}")
+    name = f"FanInConcat(axis={axis})"
+
+    def fwd(params, x, *, key=None):
+        _tuple_input(name, x)
+        ndim = jnp.ndim(x[0])
+        ax = axis % ndim if -ndim <= axis < ndim else None
+        if ax is None or ax == 0:
+            raise ValueError(f"{name}: axis {axis} is {'the batch axis' if ax == 0 else 'out of range'} "
+                             f"for inputs of rank {ndim}; concatenate along a feature axis "
+                             f"(1..{ndim - 1}, or -1)")
+        shapes = [jnp.shape(xi) for xi in x]
+        if any(len(s) != ndim or s[:ax] + s[ax + 1:] != shapes[0][:ax] + shapes[0][ax + 1:]
+               for s in shapes):
+            raise ValueError(f"{name}: inputs have shapes {shapes}; all axes but {axis} must "
+                             f"match exactly")
+        sizes = tuple(s[ax] for s in shapes)
+        dtypes = tuple(str(jnp.result_type(xi)) for xi in x)
+        return jnp.concatenate(x, axis=ax), Static((ax, sizes, dtypes))
+
+    def bwd(res, dy):
+        ax, sizes, dtypes = res.value
+        cuts = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+        return (), tuple(g.astype(d) for g, d in zip(jnp.split(dy, cuts, axis=ax), dtypes))
+
+    return named(name, _no_params, fwd, bwd)
 
 
 def residual(layer: Layer) -> Layer:
@@ -152,8 +335,8 @@ def residual(layer: Layer) -> Layer:
         check(input_shape, output_shape(layer, params, input_shape))
         return params
 
-    def fwd(params, x, *, key=None):
-        y, res = layer.fwd(params, x, key=key)
+    def fwd(params, x, *, key=None, state=None):
+        y, res = _child_fwd(layer, params, x, key, state)
         check(jnp.shape(x), jnp.shape(y))
         return x + y, res
 
@@ -161,4 +344,27 @@ def residual(layer: Layer) -> Layer:
         dparams, dx = layer.bwd(res, dy)
         return dparams, (dx + dy).astype(dx.dtype)
 
-    return named(name, init, fwd, bwd, needs_key=layer.needs_key)
+    out = named(name, init, fwd, bwd, needs_key=layer.needs_key,
+                input_dtype=getattr(layer.fwd, "fnnet_input_dtype", None))
+    fwd.fnnet_inner = layer
+    if layer.has_state:  # params, residuals and state are the inner layer's own
+        with_state(out, lambda p: init_state(layer, p), lambda s, r: update_state(layer, s, r))
+    return out
+
+
+def flat_layers(model: Layer, params, key=None, path=()):
+    """The leaf layers of ``model`` in forward order: ``[(path, layer, params, key)]``.
+
+    ``serial`` models are expanded recursively, splitting ``key`` exactly as
+    ``serial`` does, so walking the list reproduces ``model.fwd`` and (in reverse)
+    ``model.bwd``. Any other layer (a graph combinator included) is a leaf of its
+    own. Used by the diagnostics and the NaN finder.
+    """
+    layers = getattr(model.fwd, "fnnet_layers", None)
+    if layers is None or not model.name.startswith("serial("):
+        return [(path, model, params, key)]
+    check_serial_params(model.name, params, len(layers))
+    out = []
+    for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
+        out.extend(flat_layers(layer, p, k, path + (i,)))
+    return out

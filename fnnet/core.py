@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-__all__ = ["Layer", "Loss", "Static", "named", "apply", "vjp", "custom_vjp"]
+__all__ = ["Layer", "Loss", "Static", "named", "forward", "apply", "vjp", "custom_vjp"]
 
 
 class Layer(NamedTuple):
@@ -52,8 +52,25 @@ class Layer(NamedTuple):
     def needs_key(self) -> bool:
         return bool(getattr(self.fwd, "fnnet_needs_key", False))
 
+    @property
+    def has_state(self) -> bool:
+        """Whether the layer carries state (BatchNorm's running statistics); see :mod:`fnnet.state`."""
+        return getattr(self.fwd, "fnnet_state", None) is not None
+
+    @property
+    def input_dtype(self):
+        """The dtype ``init``'s shape inference feeds this layer: ``float32`` unless the
+        layer declared another (``Embedding`` takes ``int32`` ids)."""
+        return getattr(self.fwd, "fnnet_input_dtype", None) or jax.numpy.float32
+
     def __repr__(self) -> str:
         return f"<fnnet Layer {self.name}>"
+
+    def summary(self, input_shape):
+        """The table of :func:`fnnet.summary`: ``net.summary((784,))``."""
+        from .summary import summary
+
+        return summary(self, input_shape)
 
 
 class Loss(NamedTuple):
@@ -70,14 +87,17 @@ class Loss(NamedTuple):
         return f"<fnnet Loss {self.name}>"
 
 
-def named(name: str, init, fwd, bwd, *, needs_key: bool = False) -> Layer:
+def named(name: str, init, fwd, bwd, *, needs_key: bool = False, input_dtype=None) -> Layer:
     """Build a :class:`Layer` whose ``name`` (for error messages) is ``name``.
 
     ``needs_key=True`` marks a layer that is random in training (Dropout):
     ``value_and_grad``, ``train_step`` and ``fit`` then require a ``key``.
+    ``input_dtype`` declares what a first layer takes when the model's ``init``
+    infers shapes (default float32; ``Embedding`` says ``jnp.int32``).
     """
     fwd.fnnet_name = name
     fwd.fnnet_needs_key = needs_key
+    fwd.fnnet_input_dtype = input_dtype
     return Layer(init, fwd, bwd)
 
 
@@ -105,9 +125,28 @@ class Static:
         return f"Static({self.value!r})"
 
 
-def apply(layer: Layer, params, x, *, key=None):
-    """The layer's output ``y`` alone: ``layer.fwd(params, x, key=key)[0]``."""
-    return layer.fwd(params, x, key=key)[0]
+def forward(layer: Layer, params, x, *, key=None, state=None):
+    """``layer.fwd(params, x, key=key)``, passing ``state=`` to a stateful layer.
+
+    Stateless layers never receive ``state`` (their ``fwd`` has no such
+    argument). A stateful layer in inference (``key=None``) needs its state.
+    """
+    if not layer.has_state:
+        return layer.fwd(params, x, key=key)
+    if key is None and state is None:
+        raise ValueError(
+            f"{layer.name}: inference (key=None) uses the layer state (e.g. BatchNorm's running "
+            f"statistics), but no state was given; pass state=fn.init_state(model, params) (or "
+            f"the state returned by training), or a key for training mode.")
+    return layer.fwd(params, x, key=key, state=state)
+
+
+def apply(layer: Layer, params, x, *, key=None, state=None):
+    """The layer's output ``y`` alone: ``layer.fwd(params, x, key=key)[0]``.
+
+    A stateful model (``layer.has_state``) takes ``state=`` in inference.
+    """
+    return forward(layer, params, x, key=key, state=state)[0]
 
 
 def vjp(layer: Layer, params, x, *, key=None):

@@ -12,7 +12,10 @@ Two comparisons per floating-point leaf:
    matmuls at ``"highest"`` precision. Error = ``max|m - a| / max(max|a|, max|m|)``
    (normwise relative error of the leaf). Default tolerance: 1e-5 in float32
    (~80 ulps: the two paths evaluate the same products in a different order),
-   1e-10 in float64, 1e-2 in 16-bit types.
+   1e-10 in float64, 1e-2 in 16-bit types. A leaf whose true gradient cancels
+   to exactly zero (the bias of a layer feeding BatchNorm) is zero only up to the
+   rounding of the terms that cancel; it also passes when ``max|m - a|`` is below
+   ``1e-2 * rtol`` times the largest gradient entry of the whole check.
 2. **manual vs central finite differences in float64**, along
    ``num_directions`` random unit directions ``v`` per leaf::
 
@@ -54,9 +57,15 @@ import numpy as np
 from .core import Layer, Loss
 from .grad import loss_fn, value_and_grad
 
-__all__ = ["check_grads", "check_layer", "GradCheckReport", "LeafCheck", "autodiff_rtol"]
+__all__ = ["check_grads", "check_layer", "check_loss", "GradCheckReport", "LeafCheck",
+           "autodiff_rtol"]
 
 _AUTODIFF_RTOL = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
+
+
+# leaves whose manual-autodiff difference is below ABS_FLOOR * rtol * (the largest
+# gradient entry of the whole check) pass: see _check.
+ABS_FLOOR = 1e-2
 
 
 def autodiff_rtol(dtype) -> float:
@@ -73,12 +82,15 @@ class LeafCheck:
     autodiff_abs: float
     autodiff_rel: float
     fd_rel: float | None
-    fd_status: str  # "ok", "FAIL", "kink", "off" (disabled by the caller)
+    fd_status: str  # "ok", "FAIL", "kink", "off" (disabled by the caller), "intended"
     autodiff_ok: bool
+    # the learning rule (fnnet.rules, e.g. "feedback alignment") that makes this leaf's
+    # gradient differ from the true gradient on purpose; "" for an ordinary leaf
+    rule: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.autodiff_ok and self.fd_status in ("ok", "kink", "off")
+        return self.autodiff_ok and self.fd_status in ("ok", "kink", "off", "intended")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +133,8 @@ class GradCheckReport:
             status = "ok" if leaf.ok else "FAIL"
             if leaf.fd_status == "kink":
                 status += " (fd skipped: kink)"
+            elif leaf.rule:
+                status += f" (intentionally not the true gradient: {leaf.rule})"
             elif leaf.fd_status == "FAIL":
                 status += " (vs finite differences)"
             if not leaf.autodiff_ok:
@@ -145,6 +159,11 @@ def _to64(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if _is_float(a) else a, tree)
 
 
+def _cast_floats(tree, dtype):
+    """The float leaves of ``tree`` (e.g. a target, or a ``(target, mask)`` pair) in ``dtype``."""
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype) if _is_float(a) else a, tree)
+
+
 def _discrete(tree):
     """The non-float leaves of a residual tree: the kink/branch signature."""
     return [a for a in jax.tree.leaves(tree) if not _is_float(a)]
@@ -161,9 +180,18 @@ def _float64():
 
 
 def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_eps,
-           num_directions, finite_differences):
+           num_directions, finite_differences, reference=None, rules=None,
+           rule_vs_autodiff=False):
     """Shared engine: ``scalar(theta) -> S``, ``manual(theta) -> grads``,
-    ``signature(theta) -> list of non-float residual arrays``."""
+    ``signature(theta) -> list of non-float residual arrays``.
+
+    Learning rules (``fnnet.rules``): ``rules`` maps leaf indices to the rule that
+    makes their manual gradient differ from ``scalar``'s true gradient on purpose.
+    Their finite-difference mismatch is reported as ``intended``; so is their
+    autodiff mismatch when ``rule_vs_autodiff`` (no autodiff reference knows the
+    rule). ``reference(theta)`` replaces ``jax.grad(scalar)`` as the autodiff side
+    (``check_grads`` passes autodiff through the rules' own VJPs)."""
+    rules = rules or {}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(theta)
     float_idx = [i for i, (_, a) in enumerate(leaves) if _is_float(a)]
     dtype = jnp.result_type(*[leaves[i][1] for i in float_idx]) if float_idx else jnp.float32
@@ -171,7 +199,7 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
 
     with jax.default_matmul_precision("highest"):
         m_tree = jax.jit(manual)(theta)
-        a = jax.tree.leaves(jax.jit(jax.grad(scalar))(theta))
+        a = jax.tree.leaves(jax.jit(reference or jax.grad(scalar))(theta))
     if jax.tree.structure(m_tree) != treedef:  # else leaves would be compared out of place
         raise ValueError(f"{title}: the manual gradient has tree structure "
                          f"{jax.tree.structure(m_tree)}, expected the structure of what is "
@@ -179,18 +207,23 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
                          f"exactly the params' tree (and dx like x).")
     m = jax.tree.leaves(m_tree)
 
-    auto_abs, auto_rel = {}, {}
+    auto_abs, auto_rel, auto_scale = {}, {}, {}
     for i in float_idx:
         mi, ai = np.asarray(m[i], np.float64), np.asarray(a[i], np.float64)
         if mi.shape != ai.shape:
-            raise ValueError(f"check: manual gradient for {jax.tree_util.keystr(leaves[i][0])} "
-                             f"has shape {mi.shape}, expected {ai.shape}")
+            raise ValueError(f"{title}: the manual gradient for "
+                             f"{jax.tree_util.keystr(leaves[i][0])} has shape {mi.shape}, "
+                             f"expected {ai.shape} (the shape of that parameter)")
         err = float(np.max(np.abs(mi - ai))) if mi.size else 0.0
         scale = max(float(np.max(np.abs(ai))) if ai.size else 0.0,
                     float(np.max(np.abs(mi))) if mi.size else 0.0)
-        auto_abs[i] = err
+        auto_abs[i], auto_scale[i] = err, scale
         auto_rel[i] = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
 
+    # A gradient that cancels to exactly 0 (a bias feeding BatchNorm) is 0 only up to
+    # the rounding of the terms that cancel, which are of the order of the largest
+    # gradient in the check: such leaves pass below this absolute floor.
+    floor = ABS_FLOOR * rtol * max(auto_scale.values(), default=0.0)
     fd_rel = {i: None for i in float_idx}
     fd_status = {i: "off" for i in float_idx}  # each checked leaf gets ok / FAIL / kink
     note = "finite differences disabled by the caller" if not finite_differences else ""
@@ -198,12 +231,17 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
         with _float64() as note:
             _finite_differences(theta, scalar, manual, signature, leaves, treedef, float_idx,
                                 key, fd_rtol, fd_eps, num_directions, fd_rel, fd_status)
+    for i in rules:
+        if fd_status.get(i) == "FAIL":
+            fd_status[i] = "intended"
 
     rows = tuple(
         LeafCheck(path=jax.tree_util.keystr(leaves[i][0]) or "(root)",
                   shape=tuple(jnp.shape(leaves[i][1])), autodiff_abs=auto_abs[i],
                   autodiff_rel=auto_rel[i], fd_rel=fd_rel[i], fd_status=fd_status[i],
-                  autodiff_ok=auto_rel[i] <= rtol)
+                  autodiff_ok=(auto_rel[i] <= rtol or auto_abs[i] <= floor
+                               or (rule_vs_autodiff and i in rules)),
+                  rule=rules.get(i, ""))
         for i in float_idx)
     return GradCheckReport(title=title, leaves=rows, dtype=jnp.dtype(dtype).name,
                            autodiff_rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps,
@@ -266,7 +304,8 @@ def _finite_differences(theta, scalar, manual, signature, leaves, treedef, float
 
 def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0,
                 rtol: float | None = None, fd_rtol: float = 1e-6, fd_eps: float = 1e-6,
-                num_directions: int = 3, finite_differences: bool = True) -> GradCheckReport:
+                num_directions: int = 3, finite_differences: bool = True,
+                double_backward: bool = False) -> GradCheckReport:
     """Check ``value_and_grad(model, loss)`` (manual) against autodiff and finite differences.
 
     Args:
@@ -277,17 +316,26 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
       rtol: manual-vs-autodiff tolerance (default by dtype, see module doc).
       fd_rtol, fd_eps, num_directions: finite-difference settings.
       finite_differences: set False to skip the float64 part.
+      double_backward: also check the hand-written backward's own derivative: the
+        Hessian-vector product of :func:`fnnet.hvp` (forward mode through the manual
+        gradient) vs autodiff-of-autodiff vs finite differences (rows ``d2 ...``;
+        PyTorch's ``gradgradcheck``).
+
+    Learning rules (layers of :mod:`fnnet.rules`, e.g. feedback alignment, whose
+    ``bwd`` is not the true VJP on purpose): the leaves upstream of such a layer
+    are compared with autodiff through the rule's own VJP (``fn.custom_vjp``), and
+    their mismatch with the true gradient (finite differences) is reported as
+    intended, naming the rule, not as a failure.
 
     Returns:
       A :class:`GradCheckReport` with one row per params leaf.
     """
     forward = loss_fn(model, loss)
     manual = value_and_grad(model, loss, method="manual")
-    y_is_float = _is_float(y)
 
     def cast_data(p):
         dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
-        return (x.astype(dt) if _is_float(x) else x), (y.astype(dt) if y_is_float else y)
+        return (x.astype(dt) if _is_float(x) else x), _cast_floats(y, dt)
 
     def scalar(p):
         xx, yy = cast_data(p)
@@ -302,40 +350,167 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
         return _discrete(model.fwd(p, xx, key=key)[1])
 
     title = f"{model.name} with {getattr(loss, 'name', 'loss')}"
-    return _check(title, params, scalar, grads, signature, key=jax.random.key(seed), rtol=rtol,
-                  fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
-                  finite_differences=finite_differences)
+    options = dict(rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
+                   finite_differences=finite_differences)
+    rules, reference = _rule_leaves(model, loss, params, cast_data, key)
+    report = _check(title, params, scalar, grads, signature, key=jax.random.key(seed),
+                    reference=reference, rules=rules, **options)
+    if double_backward:
+        from .second_order import check_hvp
+        report = _merge(report, check_hvp(model, loss, params, x, y, key=key, seed=seed,
+                                          **options))
+    return report
+
+
+def _rule_leaves(model, loss, params, cast_data, key):
+    """``({leaf index: rule name}, reference)`` for a model containing learning-rule
+    layers (``fwd.fnnet_rule``) among its ``serial`` leaves; ``({}, None)`` otherwise.
+
+    A leaf is intended to differ when a rule layer lies downstream of its layer;
+    ``reference`` is ``jax.grad`` of the forward with every rule layer wrapped by
+    ``fn.custom_vjp`` (autodiff that uses the rule's backward)."""
+    from .combinators import flat_layers
+    from .core import custom_vjp
+
+    entries = flat_layers(model, params)
+    names = [getattr(layer.fwd, "fnnet_rule", "") for _, layer, _, _ in entries]
+    if not any(names):
+        return {}, None
+    rules, index = {}, 0
+    for j, (_, _, p, _) in enumerate(entries):
+        downstream = next((n for n in names[j + 1:] if n), "")
+        for _ in jax.tree.leaves(p):
+            if downstream:
+                rules[index] = downstream
+            index += 1
+    wrapped = [custom_vjp(layer) if name else None for (_, layer, _, _), name in zip(entries, names)]
+
+    def with_rules(p):
+        xx, yy = cast_data(p)
+        h = xx
+        for (_, layer, pj, kj), w in zip(flat_layers(model, p, key), wrapped):
+            h = w(pj, h, kj) if w is not None else layer.fwd(pj, h, key=kj)[0]
+        return loss.fwd(h, yy)[0]
+
+    return rules, jax.grad(with_rules)
+
+
+def _merge(report: GradCheckReport, extra: GradCheckReport) -> GradCheckReport:
+    """``report`` with ``extra``'s rows appended as ``d2 <leaf>`` (double backward)."""
+    rows = tuple(dataclasses.replace(leaf, path="d2 " + leaf.path) for leaf in extra.leaves)
+    note = "; ".join(dict.fromkeys(n for n in (report.note, extra.note) if n))
+    return dataclasses.replace(report, title=report.title + " (+ double backward: rows d2)",
+                               leaves=report.leaves + rows, note=note)
+
+
+def _random_like(key, tree):
+    """Standard-normal arrays shaped like the (abstract) arrays of ``tree``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, a.shape, a.dtype)
+                                        for k, a in zip(keys, leaves)])
 
 
 def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
                 rtol: float | None = None, fd_rtol: float = 1e-6, fd_eps: float = 1e-6,
-                num_directions: int = 3, finite_differences: bool = True) -> GradCheckReport:
+                num_directions: int = 3, finite_differences: bool = True,
+                double_backward: bool = False) -> GradCheckReport:
     """Check one layer's ``bwd`` w.r.t. its params and its input.
 
     The scalar checked is ``S(params, x) = sum(fwd(params, x) * dy)`` for a fixed
-    cotangent ``dy`` (random normal from ``seed`` unless given), so the manual
-    gradient is exactly ``bwd(residuals, dy)``. Rows are named ``[0]...`` for
-    params leaves and ``[1]`` for the input ``x``.
+    cotangent ``dy`` (random normal from ``seed`` unless given; a tuple for a
+    tuple output), so the manual gradient is exactly ``bwd(residuals, dy)``. Rows
+    are named ``[0]...`` for params leaves and ``[1]...`` for the input's
+    floating-point arrays. Integer inputs (``Embedding`` ids) have no gradient:
+    their ``dx`` must be ``None`` and they get no row.
+
+    ``double_backward=True`` adds rows ``d2 ...``: the derivative of the hand-written
+    ``bwd`` itself w.r.t. params, input and ``dy`` (PyTorch's ``gradgradcheck``; see
+    :mod:`fnnet.second_order`). A learning-rule layer (``fnnet.rules``: its ``dx`` is
+    not the true VJP on purpose) gets its input rows reported as intended.
     """
     k_dy, k_dir = jax.random.split(jax.random.key(seed))
     if dy is None:
         y = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
-        dy = jax.random.normal(k_dy, y.shape, y.dtype)
+        dy = _random_like(k_dy, y)
+    x_leaves, x_def = jax.tree.flatten(x)
+    is_f = [_is_float(a) for a in x_leaves]
+    single = x_def == jax.tree.structure(0) and is_f[0]  # one float array: row "[1]"
+
+    def full_x(xf):
+        if single:
+            return xf
+        it = iter(xf)
+        return jax.tree.unflatten(x_def, [next(it) if f else a for a, f in zip(x_leaves, is_f)])
+
+    def run(theta):
+        p, xf = theta
+        out, res = layer.fwd(p, full_x(xf), key=key)
+        return out, res, jax.tree.map(lambda d, o: d.astype(o.dtype), dy, out)
 
     def scalar(theta):
-        p, xx = theta
-        out = layer.fwd(p, xx, key=key)[0]
-        return jnp.sum(out * dy.astype(out.dtype))
+        out, _, d = run(theta)
+        return sum(jnp.sum(o * g) for o, g in zip(jax.tree.leaves(out), jax.tree.leaves(d)))
 
     def grads(theta):
-        p, xx = theta
-        out, res = layer.fwd(p, xx, key=key)
-        return layer.bwd(res, dy.astype(out.dtype))
+        _, res, d = run(theta)
+        dparams, dx = layer.bwd(res, d)
+        dx_leaves = jax.tree.leaves(dx, is_leaf=lambda a: a is None)
+        if len(dx_leaves) != len(x_leaves):
+            raise ValueError(f"{layer.name}: bwd returned dx with {len(dx_leaves)} entries for "
+                             f"an input with {len(x_leaves)} arrays; dx must have the input's "
+                             f"tree (None for integer inputs)")
+        for g, f in zip(dx_leaves, is_f):
+            if not f and g is not None:
+                raise ValueError(f"{layer.name}: bwd returned an input gradient for an integer "
+                                 f"input; it must be None (integers have no gradient)")
+        if single:
+            return dparams, dx
+        return dparams, tuple(g for g, f in zip(dx_leaves, is_f) if f)
 
     def signature(theta):
-        p, xx = theta
-        return _discrete(layer.fwd(p, xx, key=key)[1])
+        return _discrete(run(theta)[1])
 
-    return _check(layer.name, (params, x), scalar, grads, signature, key=k_dir, rtol=rtol,
-                  fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
-                  finite_differences=finite_differences)
+    theta = (params, x if single else tuple(a for a, f in zip(x_leaves, is_f) if f))
+    options = dict(rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
+                   finite_differences=finite_differences)
+    rule = getattr(layer.fwd, "fnnet_rule", "")
+    n_params = len(jax.tree.leaves(params))
+    rules = {i: rule for i in range(n_params, len(jax.tree.leaves(theta)))} if rule else {}
+    report = _check(layer.name, theta, scalar, grads, signature, key=k_dir, rules=rules,
+                    rule_vs_autodiff=True, **options)
+    if double_backward:
+        from .second_order import check_layer_double_backward
+        report = _merge(report, check_layer_double_backward(layer, params, x, key=key, dy=dy,
+                                                            seed=seed, **options))
+    return report
+
+
+def check_loss(loss: Loss, pred, target, *, seed: int = 0, rtol: float | None = None,
+               fd_rtol: float = 1e-6, fd_eps: float = 1e-6, num_directions: int = 3,
+               finite_differences: bool = True) -> GradCheckReport:
+    """Check a loss's ``bwd`` w.r.t. the prediction: manual vs ``jax.grad`` of ``loss.fwd``
+    vs float64 central finite differences (the same engine and tolerances as
+    :func:`check_grads`). ``target`` may be any pytree (e.g. ``(labels, mask)``); its
+    float leaves follow ``pred``'s dtype. One report row, ``['pred']``::
+
+        print(fn.check_loss(fn.losses.huber, pred, target))
+    """
+
+    def split(theta):
+        p = theta["pred"]
+        return p, _cast_floats(target, jnp.result_type(p))
+
+    def scalar(theta):
+        return loss.fwd(*split(theta))[0]
+
+    def grads(theta):
+        value, res = loss.fwd(*split(theta))
+        return {"pred": loss.bwd(res, jnp.ones((), value.dtype))}
+
+    def signature(theta):
+        return _discrete(loss.fwd(*split(theta))[1])
+
+    return _check(getattr(loss, "name", "loss"), {"pred": pred}, scalar, grads, signature,
+                  key=jax.random.key(seed), rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps,
+                  num_directions=num_directions, finite_differences=finite_differences)

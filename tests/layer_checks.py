@@ -35,23 +35,45 @@ def assert_trees_close(a, b, rtol, what="tree"):
 
 
 def assert_layer_correct(layer, params, x, *, key=None, rtol=1e-5, fd=True, seed=0):
-    """Run the three checks on one layer at (params, x). Returns the check report."""
+    """Run the three checks on one layer at (params, x). Returns the check report.
+
+    ``x`` and the output may be tuples (graph combinators); integer inputs
+    (ids) must get ``None`` as their cotangent and are not differentiated.
+    """
     y, res = layer.fwd(params, x, key=key)
     # output shape as jax.eval_shape predicts
     spec = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
-    assert (y.shape, y.dtype) == (spec.shape, spec.dtype)
-    dy = jax.random.normal(jax.random.key(seed + 1), y.shape, y.dtype)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), y) == \
+        jax.tree.map(lambda a: (a.shape, a.dtype), spec)
+    y_leaves, y_def = jax.tree.flatten(y)
+    keys = jax.random.split(jax.random.key(seed + 1), len(y_leaves))
+    dy = jax.tree.unflatten(y_def, [jax.random.normal(k, a.shape, a.dtype)
+                                    for k, a in zip(keys, y_leaves)])
 
-    # 1. manual vs jax.vjp, same dtype
+    # 1. manual vs jax.vjp, same dtype (w.r.t. params and the float parts of x)
     dparams, dx = layer.bwd(res, dy)
-    _, pullback = jax.vjp(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
-    ref_dparams, ref_dx = pullback(dy)
+    x_leaves, x_def = jax.tree.flatten(x)
+    is_f = [jnp.issubdtype(jnp.result_type(a), jnp.floating) for a in x_leaves]
+
+    def f(p, xf):
+        it = iter(xf)
+        xx = jax.tree.unflatten(x_def, [next(it) if m else a for a, m in zip(x_leaves, is_f)])
+        return layer.fwd(p, xx, key=key)[0]
+
+    xf = [a for a, m in zip(x_leaves, is_f) if m]
+    _, pullback = jax.vjp(f, params, xf)
+    ref_dparams, ref_dxf = pullback(dy)
     assert_trees_close(dparams, ref_dparams, rtol, f"{layer.name} dparams")
     for g, p in zip(jax.tree.leaves(dparams), jax.tree.leaves(params)):
         assert g.dtype == p.dtype, f"{layer.name}: dparams dtype {g.dtype} != params dtype {p.dtype}"
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        assert dx.dtype == x.dtype, f"{layer.name}: dx dtype {dx.dtype} != x dtype {x.dtype}"
-        _close_normwise(dx, ref_dx, rtol, f"{layer.name} dx")
+    dx_leaves = jax.tree.leaves(dx, is_leaf=lambda a: a is None)
+    assert len(dx_leaves) == len(x_leaves), f"{layer.name}: dx tree does not match x"
+    got = [g for g, m in zip(dx_leaves, is_f) if m]
+    assert all(g is None for g, m in zip(dx_leaves, is_f) if not m), \
+        f"{layer.name}: integer inputs must get dx=None"
+    for g, r, a in zip(got, ref_dxf, xf):
+        assert g.dtype == a.dtype, f"{layer.name}: dx dtype {g.dtype} != x dtype {a.dtype}"
+        _close_normwise(g, r, rtol, f"{layer.name} dx")
 
     # 3. jit vs eager
     def manual(p, x, dy):

@@ -1,0 +1,148 @@
+"""``summary(model, input_shape)``: a table of the layers, their output shapes and params.
+
+Each row is one layer: its name, its output shape for ONE example (no batch
+axis), its parameter shapes and count, and its state (BatchNorm's running
+statistics). Combinators (``serial``, ``parallel``, ``residual``, ``tie``) get a
+row with the totals of everything inside, and their children are indented
+below them. Shapes are inferred abstractly (``jax.eval_shape``): nothing is
+computed, no params are initialised for real.
+
+The result prints as a text table (``print(fn.summary(net, (784,)))``) and
+renders as an HTML table in a notebook; its rows are plain data::
+
+    s = fn.summary(net, (784,))
+    s.total_params, s.rows[0].output_shape, s.as_dict()
+
+Tied params (:func:`fnnet.tie`) are counted once, where they are stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+
+import jax
+
+from .core import Layer
+from .shapes import abstract_batch, check_shape_tree, output_aval, shape_tree
+from .state import init_state
+
+__all__ = ["summary", "Summary", "SummaryRow"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryRow:
+    depth: int
+    name: str
+    output_shape: tuple
+    param_shapes: dict        # "path" -> shape, for a leaf layer's own params
+    num_params: int           # this layer's params, children included
+    state_shapes: dict        # "path" -> shape, for a stateful leaf layer
+    num_state: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    title: str
+    input_shape: tuple
+    rows: tuple
+
+    @property
+    def total_params(self) -> int:
+        return self.rows[0].num_params
+
+    @property
+    def total_state(self) -> int:
+        return self.rows[0].num_state
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "input_shape": self.input_shape,
+                "total_params": self.total_params, "total_state": self.total_state,
+                "rows": [dataclasses.asdict(r) for r in self.rows]}
+
+    def _table(self):
+        head = ("layer", "output shape", "params", "#params", "state")
+        body = []
+        for r in self.rows:
+            params = ", ".join(f"{k} {_shape(v)}" for k, v in r.param_shapes.items())
+            state = ", ".join(f"{k} {_shape(v)}" for k, v in r.state_shapes.items())
+            body.append(("  " * r.depth + r.name, _shape(r.output_shape), params,
+                         f"{r.num_params:,}", state))
+        return head, body
+
+    def __str__(self) -> str:
+        head, body = self._table()
+        widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+        fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+        rule = "-" * len(fmt(tuple("-" * w for w in widths)))
+        return "\n".join([f"summary: {self.title}", f"input shape (one example): "
+                          f"{_shape(self.input_shape)}", fmt(head), rule, *map(fmt, body), rule,
+                          f"total params: {self.total_params:,}    "
+                          f"state entries: {self.total_state:,}"])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head, body = self._table()
+        cell = lambda tag, c, i: (f"<{tag} style='text-align:left;font-family:monospace;"
+                                  f"padding-left:{1.2 * len(c) - 1.2 * len(c.lstrip()) if i == 0 else 0.4}em'>"
+                                  f"{html.escape(c.strip())}</{tag}>")
+        rows = "".join("<tr>" + "".join(cell("td", c, i) for i, c in enumerate(r)) + "</tr>"
+                       for r in body)
+        return (f"<p><b>{html.escape(self.title)}</b>, input {_shape(self.input_shape)}: "
+                f"{self.total_params:,} params, {self.total_state:,} state entries</p><table>"
+                f"<tr>{''.join(cell('th', h, 1) for h in head)}</tr>{rows}</table>")
+
+
+def _shape(s) -> str:
+    if isinstance(s, tuple) and s and all(isinstance(e, tuple) for e in s):
+        return "(" + ", ".join(_shape(e) for e in s) + ")"
+    return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+
+
+def _leaves(tree) -> dict:
+    """``{"w": (5, 8), ...}``: each leaf's path (bare keys for a flat dict) and shape."""
+    out = {}
+    for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        key = jax.tree_util.keystr(path)
+        out[key[2:-2] if len(path) == 1 and key.startswith("['") else key] = tuple(a.shape)
+    return out
+
+
+def _count(tree) -> int:
+    return sum(math.prod(a.shape) for a in jax.tree.leaves(tree))
+
+
+def _walk(layer: Layer, params, aval, depth, rows):
+    out = output_aval(layer, params, aval)
+    state = jax.eval_shape(lambda p: init_state(layer, p), params)
+    kids = getattr(layer.fwd, "fnnet_layers", None)
+    inner = getattr(layer.fwd, "fnnet_inner", None)
+    leaf = kids is None and inner is None
+    name = layer.name if leaf else layer.name.split("(")[0]
+    rows.append(SummaryRow(depth, name, shape_tree(out), _leaves(params) if leaf else {},
+                           _count(params), _leaves(state) if leaf else {}, _count(state)))
+    route = getattr(layer.fwd, "fnnet_route", None)
+    if route == "serial":
+        for child, p in zip(kids, params):
+            _walk(child, p, aval, depth + 1, rows)
+            aval = output_aval(child, p, aval)
+    elif route == "parallel":
+        for child, p, a in zip(kids, params, aval):
+            _walk(child, p, a, depth + 1, rows)
+    elif inner is not None:
+        fill = getattr(layer.fwd, "fnnet_fill", lambda p: p)
+        _walk(inner, fill(params), aval, depth + 1, rows)
+    return out
+
+
+def summary(model: Layer, input_shape) -> Summary:
+    """The layer table of ``model`` for one example of ``input_shape`` (see module doc)."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"summary: model is {model!r}, not a fnnet Layer")
+    check_shape_tree("summary", input_shape)
+    params = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.key(0))
+    rows = []
+    _walk(model, params, abstract_batch(input_shape, model.input_dtype), 0, rows)
+    return Summary(model.name, tuple(input_shape), tuple(rows))
