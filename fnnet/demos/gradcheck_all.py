@@ -40,6 +40,15 @@ class Recipe(NamedTuple):
     build: Callable
     shape: tuple
     random: bool = False  # needs a key in training (Dropout)
+    # make_x(key) -> input, for inputs that are not a float array of ``shape``
+    # (integer ids, tuples of arrays for parallel / FanInSum / FanInConcat)
+    make_x: Callable | None = None
+
+
+def _pair(shape_a, shape_b):
+    """Two float inputs as a tuple (for parallel / FanInSum / FanInConcat)."""
+    return lambda key: tuple(1.5 * jax.random.normal(k, s) for k, s in
+                             zip(jax.random.split(key), (shape_a, shape_b)))
 
 
 LAYER_RECIPES: dict[str, Recipe] = {
@@ -50,20 +59,34 @@ LAYER_RECIPES: dict[str, Recipe] = {
     "AvgPool2D": Recipe(lambda c: c((2, 2)), (2, 4, 4, 3)),
     "Dropout": Recipe(lambda c: c(0.5), (6, 5), random=True),
     "LayerNorm": Recipe(lambda c: c(), (4, 6)),
-    "BatchNorm": Recipe(lambda c: c(), (6, 4)),
+    "BatchNorm": Recipe(lambda c: c(), (6, 4), random=True),
     "Flatten": Recipe(lambda c: c, (2, 3, 3, 2)),
     "Reshape": Recipe(lambda c: c((3, -1)), (2, 6, 2)),
+    "Unembed": Recipe(lambda c: c(5), (2, 3, 4)),
+    "MultiHeadAttention": Recipe(lambda c: c(2, causal=True), (2, 5, 4)),
+    "RMSNorm": Recipe(lambda c: c(), (4, 6)),
+    "PositionalEmbedding": Recipe(lambda c: c(6), (2, 5, 4)),
+    "MLPBlock": Recipe(lambda c: c(4, 8), (2, 3, 4)),
+    "TransformerBlock": Recipe(lambda c: c(8, 2), (2, 4, 8)),
 }
 
 # extra instances worth checking beyond the recipe's (name -> Recipe)
 EXTRA_CASES: dict[str, Recipe] = {
     "Conv2D": Recipe(lambda c: c(2, (3, 3), stride=2, padding="VALID"), (2, 7, 7, 1)),
+    "MultiHeadAttention": Recipe(lambda c: c(2, causal=True, memory="lean", block_size=2),
+                                 (2, 5, 4)),
 }
 
 # combinators (lower-case names): name -> (build(combinator) -> Layer, input shape)
 COMBINATOR_RECIPES: dict[str, Recipe] = {
     "serial": Recipe(lambda c: c(fn.Dense(5), fn.Tanh, fn.Dense(3)), (4, 6)),
     "residual": Recipe(lambda c: c(fn.serial(fn.Dense(6), fn.Tanh)), (4, 6)),
+    "parallel": Recipe(lambda c: c(fn.Dense(3), fn.Tanh), None, make_x=_pair((4, 5), (4, 2))),
+    "FanOut": Recipe(lambda c: fn.serial(c(2), fn.parallel(fn.Dense(3), fn.Tanh)), (4, 6)),
+    "FanInSum": Recipe(lambda c: c, None, make_x=_pair((4, 5), (4, 5))),
+    "FanInConcat": Recipe(lambda c: c(-1), None, make_x=_pair((4, 5), (4, 2))),
+    "tie": Recipe(lambda c: c(fn.serial(fn.Dense(6), fn.Tanh, fn.Dense(6)), (0, "w"), (2, "w")),
+                  (4, 6)),
 }
 
 _GUESS_ARGS = ((), (2,), (0.5,), ((2, 2),))
@@ -83,9 +106,34 @@ def _binary(key, shape):
     return jax.random.bernoulli(key, 0.5, shape).astype(jnp.float32)
 
 
+def _plus_minus_one(key, shape):
+    return 2 * _binary(key, shape) - 1
+
+
+def _labels_and_mask(key, shape):
+    k_l, k_m = jax.random.split(key)
+    labels = _int_labels(k_l, shape)
+    mask = jnp.arange(labels.size).reshape(labels.shape) % 3 != 1  # every third one masked
+    return jnp.where(mask, labels, -1), mask  # an invalid label where masked: never read
+
+
+# loss name -> [(what, make_target(key, shape)) or (what, make_target, build(losses) -> Loss)]:
+# a third entry checks a configured instance (``*_with`` settings, ``masked``)
 LOSS_TARGETS: dict[str, list] = {
-    "softmax_cross_entropy": [("integer labels", _int_labels), ("probabilities", _probabilities)],
-    "sigmoid_binary_cross_entropy": [("0/1 labels", _binary)],
+    "softmax_cross_entropy": [
+        ("integer labels", _int_labels), ("probabilities", _probabilities),
+        ("label_smoothing=0.1, weights, integer labels", _int_labels,
+         lambda L: L.softmax_cross_entropy_with(label_smoothing=0.1, weights=[1, 2, 0.5, 1])),
+        ("label_smoothing=0.1, weights, probabilities", _probabilities,
+         lambda L: L.softmax_cross_entropy_with(label_smoothing=0.1, weights=[1, 2, 0.5, 1])),
+        ("masked, integer labels", _labels_and_mask, lambda L: L.masked(L.softmax_cross_entropy))],
+    "sigmoid_binary_cross_entropy": [
+        ("0/1 labels", _binary),
+        ("pos_weight=3, 0/1 labels", _binary,
+         lambda L: L.sigmoid_binary_cross_entropy_with(pos_weight=3.0))],
+    "hinge": [("-1/+1 labels", _plus_minus_one)],
+    "huber": [("probabilities", _probabilities),
+              ("delta=0.3", _probabilities, lambda L: L.huber_with(delta=0.3))],
 }
 LOSS_SHAPE = (6, 4)
 
@@ -118,11 +166,12 @@ class Result:
         return self.status in ("FAIL", "ERROR")
 
 
-def _layer_case(label: str, layer, shape, random: bool, seed: int) -> Case:
+def _layer_case(label: str, layer, shape, random: bool, seed: int, make_x=None) -> Case:
     def run():
         k_init, k_x, k_fwd = jax.random.split(jax.random.key(seed), 3)
-        x = 1.5 * jax.random.normal(k_x, shape, jnp.float32)
-        params = layer.init(k_init, shape[1:])
+        x = make_x(k_x) if make_x else 1.5 * jax.random.normal(k_x, shape, jnp.float32)
+        input_shape = jax.tree.map(lambda a: tuple(a.shape[1:]), x)
+        params = layer.init(k_init, input_shape)
         return fn.check_layer(layer, params, x, key=k_fwd if random else None, seed=seed)
 
     return Case(label, "layer", run)
@@ -161,17 +210,22 @@ def layer_cases(namespace=fn, *, seed: int = 0) -> list[Case]:
                 cases.append(Case(name, "layer", None,
                                   error=f"building it failed: {type(err).__name__}: {err}"))
                 continue
-            cases.append(_layer_case(layer.name, layer, recipe.shape, layer.needs_key, seed))
+            label = layer.name if base_name(layer.name) == name else f"{name} in {layer.name}"
+            cases.append(_layer_case(label, layer, recipe.shape, layer.needs_key, seed,
+                                     recipe.make_x))
     for name in sorted(set(names)):
-        if not name[:1].isupper() or not hasattr(namespace, name):
+        if not name[:1].isupper() or not hasattr(namespace, name) or name in COMBINATOR_RECIPES:
             continue
         obj = getattr(namespace, name)
         if isinstance(obj, type):  # Layer, Loss, Static, report classes
             continue
         recipe = LAYER_RECIPES.get(name)
         if isinstance(obj, fn.Layer):
+            if name in COMBINATOR_RECIPES:  # FanInSum: checked above with its recipe
+                continue
             shape = recipe.shape if recipe else (4, 6)
-            cases.append(_layer_case(obj.name, obj, shape, obj.needs_key, seed))
+            cases.append(_layer_case(obj.name, obj, shape, obj.needs_key, seed,
+                                     recipe.make_x if recipe else None))
             continue
         if not callable(obj):
             continue
@@ -185,7 +239,8 @@ def layer_cases(namespace=fn, *, seed: int = 0) -> list[Case]:
                                       error=f"building it failed: {type(err).__name__}: {err}"))
                     continue
                 label = f"{layer.name} on {r.shape}" if r is not recipe else layer.name
-                cases.append(_layer_case(label, layer, r.shape, r.random or layer.needs_key, seed))
+                cases.append(_layer_case(label, layer, r.shape, r.random or layer.needs_key, seed,
+                                         r.make_x))
             continue
         layer, shape = _first_working(obj)
         if layer is None:
@@ -207,8 +262,8 @@ def loss_cases(losses=fn.losses, *, seed: int = 0) -> list[Case]:
         loss = getattr(losses, name, None)
         if not isinstance(loss, fn.Loss):
             continue
-        for what, make_target in LOSS_TARGETS.get(name, [("probabilities", _probabilities)]):
-            def run(loss=loss, make_target=make_target):
+        for what, make_target, *build in LOSS_TARGETS.get(name, [("probabilities", _probabilities)]):
+            def run(loss=build[0](losses) if build else loss, make_target=make_target):
                 k_z, k_t = jax.random.split(jax.random.key(seed))
                 logits = 2.0 * jax.random.normal(k_z, LOSS_SHAPE, jnp.float32)
                 target = make_target(k_t, LOSS_SHAPE)
