@@ -14,8 +14,11 @@ import os
 import sys
 import time
 
-CASES = ("peak", "xor", "mlp", "large", "sweep", "memory")
+CASES = ("peak", "xor", "mlp", "large", "sweep", "memory", "gpt", "attention", "lstm", "cnn1d",
+         "reuse", "per_example")
 ALIASES = {"6": "peak", "1": "xor", "2": "mlp", "3": "large", "4": "sweep", "5": "memory",
+           "7": "gpt", "8": "attention", "9": "lstm", "10": "cnn1d", "11": "reuse",
+           "12": "per_example",
            "matmul": "peak"}
 
 
@@ -27,7 +30,7 @@ def parse_args(argv=None):
                         "not meaningful, targets not judged)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--cases", default="all",
-                   help="comma-separated subset of " + ",".join(CASES) + " (or 1-6); "
+                   help="comma-separated subset of " + ",".join(CASES) + " (or 1-10); "
                         "default all")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = p.parse_args(argv)
@@ -47,7 +50,7 @@ def pick_cases(spec: str) -> tuple:
     for name in spec.split(","):
         name = ALIASES.get(name.strip(), name.strip())
         if name not in CASES:
-            raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)} or 1-6")
+            raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)} or 1-10")
         chosen.append(name)
     if "memory" in chosen:                # measured on the MLP cases' train steps
         for need in ("mlp", "large"):
@@ -215,9 +218,63 @@ def targets(results: dict, quick: bool) -> list[dict]:
         q = results["sweep"]["sweep_over_one"]
         add("sweep: 100 seeds <= 4x one model", q["median"], q["median"] <= 4.0,
             detail=f"per-round {q['min']:.2f}-{q['max']:.2f}")
+    if "reuse" in results:
+        r = results["reuse"]
+        add("reuse: fit with fresh objects <= 3x a cached run", r["worst_over_cached"],
+            r["worst_over_cached"] <= 3.0 and r["compiles_during_timing"] == 0,
+            detail=f"{r['compiles_during_timing']} compiles while timing")
     if "memory" in results:
         for name, v in results["memory"]["temp_ratio_manual_over_autodiff"].items():
             add(f"memory: manual temp <= autodiff temp ({name})", v, v <= 1.0)
+    if "gpt" in results:
+        g = results["gpt"]
+        rows = rowmap(g)
+        q = g["manual_over_autodiff_paired"]
+        r = rows["fnnet autodiff"]["ratio_ref_over_this"]
+        add("gpt: manual/autodiff <= 1.00", q["median"], q["median"] <= 1.0,
+            near=q["median"] <= 1.03 and q["q1"] <= 1.0,
+            detail=f"{q['n']} back-to-back pairs, IQR {q['q1']:.3f}-{q['q3']:.3f}; ratio of "
+                   f"round medians {r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}]")
+        add("gpt: manual temp memory <= autodiff", g["temp_ratio_manual_over_autodiff"],
+            g["temp_ratio_manual_over_autodiff"] <= 1.0,
+            detail=f"lean attention: {g['temp_ratio_lean_over_autodiff']:.3f}")
+        torch_rows = [x for n, x in rows.items() if n.startswith("PyTorch")]
+        if torch_rows:
+            best = min(torch_rows, key=lambda x: x["time_s"]["median"])
+            q = best["ratio_ref_over_this"]              # fnnet manual time / torch time
+            add("gpt: fnnet manual faster than PyTorch eager", q["median"], q["median"] < 1.0,
+                detail=f"fnnet time / torch time, vs the faster torch row ({best['impl']}); "
+                       f"per-round {q['min']:.3f}-{q['max']:.3f}")
+    if "attention" in results:
+        by_len = results["attention"]["by_length"]
+        T = 1024 if 1024 in by_len else max(by_len)
+        v = by_len[T]["lean (manual)"]["temp_over_autodiff"]
+        add(f"attention: lean temp <= 0.5x autodiff at T={T}", v, v <= 0.5,
+            detail=", ".join(f"T={t}: {m['lean (manual)']['temp_over_autodiff']:.3f}"
+                             for t, m in by_len.items()))
+    for key in ("lstm", "cnn1d"):      # the sequence cases (benchmarks/sequence.py)
+        if key not in results:
+            continue
+        g, rows = results[key], rowmap(results[key])
+        q = g["manual_over_autodiff_paired"]
+        add(f"{key}: manual/autodiff <= 1.00", q["median"], q["median"] <= 1.0,
+            near=q["median"] <= 1.03 and q["q1"] <= 1.0,
+            detail=f"{q['n']} back-to-back pairs, IQR {q['q1']:.3f}-{q['q3']:.3f}")
+        v = g["temp_ratio_manual_over_autodiff"]
+        add(f"{key}: manual temp memory <= autodiff", v, v <= 1.0)
+        torch_rows = [x for n, x in rows.items() if n.startswith("PyTorch")]
+        if torch_rows:
+            best = min(torch_rows, key=lambda x: x["time_s"]["median"])
+            q = best["ratio_ref_over_this"]
+            # ratio_ref_over_this of a torch row is fnnet's time over torch's
+            add(f"{key}: fnnet manual faster than PyTorch eager", q["median"],
+                q["median"] < 1.0, detail=f"fnnet time / torch time, vs the faster torch row "
+                                          f"({best['impl']}); per-round {q['min']:.3f}-"
+                                          f"{q['max']:.3f}")
+    if "per_example" in results:      # benchmarks/per_example.py
+        from .per_example import targets as per_example_targets
+        for name, v, ok in per_example_targets(results["per_example"]):
+            add(name, v, ok)
     if quick:
         for t in out:
             t["verdict"] = "n/a (quick)"
@@ -285,10 +342,29 @@ def main(argv=None) -> int:
         if "sweep" in cases:
             results["sweep"] = timed(C.case_sweep, cfg, device)
             print_case(results["sweep"], False)
+        if "reuse" in cases:
+            results["reuse"] = timed(C.case_reuse, cfg, device)
+            print_case(results["reuse"], False)
         if "memory" in cases:
             mlps = [results[k] for k in results if k.startswith(("mlp", "large"))]
             results["memory"] = timed(C.case_memory, cfg, device, mlps)
             print_case(results["memory"], False)
+        if "gpt" in cases or "attention" in cases:
+            from . import transformer as TR
+        for key, case_fn in (("gpt", "case_gpt"), ("attention", "case_attention")):
+            if key in cases:
+                results[key] = timed(getattr(TR, case_fn), cfg, device)
+                print_case(results[key], False)
+        if "lstm" in cases or "cnn1d" in cases:
+            from . import sequence as SQ
+        for key, case_fn in (("lstm", "case_lstm"), ("cnn1d", "case_cnn1d")):
+            if key in cases:
+                results[key] = timed(getattr(SQ, case_fn), cfg, device)
+                print_case(results[key], False)
+        if "per_example" in cases:
+            from .per_example import case_per_example
+            results["per_example"] = timed(case_per_example, cfg, device)
+            print_case(results["per_example"], False)
     ts = targets(results, args.quick)
     print_targets(ts)
     meta["load_average_end"] = load_average()

@@ -275,6 +275,59 @@ def case_xor(cfg: Config, device) -> dict:
             "final_loss": float(hist[-1])}
 
 
+# --- 11. compile reuse ---------------------------------------------------------------
+
+def case_reuse(cfg: Config, device) -> dict:
+    """``fit`` again with fresh objects: new learning rate, new epochs, rebuilt model.
+
+    Each call of a "fresh" row builds a NEW optimizer (a new learning rate every
+    call), a new epoch count or a new ``serial``; fit compiles once per model
+    structure, data shape, optimizer kind and bucket of epochs (powers of 2), so
+    these reuse the cached program. ``compiles`` counts the entries added to the
+    compiled loop's cache over all timed calls (0 expected).
+    """
+    E = cfg.xor_epochs
+    x, y, net, loss, opt = _xor_problem()
+    params = init_params(net, jax.random.key(0), (2,))
+    lrs = iter(np.linspace(0.05, 0.5, 100_000))
+    epochs = iter(np.tile(np.arange(E - 40, E), 10_000))
+    loop = fn.train._compiled_loop
+    adam = fn.optim.adam(1e-3)
+
+    def go(model, o, e=E):
+        return lambda: block(fn.fit(model, loss, o() if callable(o) else o, params, x, y,
+                                    epochs=e() if callable(e) else e)[0])
+
+    first = None if cfg.quick else timed_call(      # a new shape: trace + compile + run
+        go(fn.serial(fn.Dense(3), fn.Relu, fn.Dense(2)), opt))
+    fns = {"cached: same objects": go(net, opt),
+           "fresh optimizer, new learning rate each call": go(
+               net, lambda: fn.optim.sgd(float(next(lrs)))),
+           "cached adam: same objects": go(net, adam),
+           "fresh adam, new learning rate each call": go(
+               net, lambda: fn.optim.adam(float(next(lrs)) / 100)),
+           "new number of epochs each call": go(net, opt, lambda: int(next(epochs))),
+           "rebuilt identical serial each call": lambda: go(
+               fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1)), opt)()}
+    if cfg.quick:               # a smoke test: no second optimizer kind to compile
+        del fns["fresh adam, new learning rate each call"], fns["cached adam: same objects"]
+    for f in fns.values():      # compile every program once (adam is another kind)
+        f()
+    size = loop._cache_size()
+    t = interleaved(fns, rounds=cfg.rounds, reps=3 if cfg.quick else 10, pause=cfg.pause)
+    compiles = loop._cache_size() - size
+    ref = t["cached: same objects"]
+    rows = [row(name, t[name], ref=ref) for name in fns]
+    # each row against the cached run of its own optimizer kind
+    worst = max(ratio(t[name], t["cached adam: same objects"] if "adam" in name else ref)["median"]
+                for name in fns)
+    return {"title": f"11. compile reuse: XOR fit of {E:,} epochs again with fresh objects",
+            "rows": rows, "first_call_with_compile_s": first, "compiles_during_timing": compiles,
+            "worst_over_cached": worst,
+            "notes": [] if first is None else
+            [f"first call of a new shape (trace + compile + run): {first * 1e3:.0f} ms"]}
+
+
 # --- 2./3. MLP SGD step -------------------------------------------------------------
 
 def _mlp(sizes, batch, dtype, seed=0):

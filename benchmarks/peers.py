@@ -96,6 +96,21 @@ def torch_available() -> tuple[bool, str]:
     return True, f"torch {torch.__version__}, default {torch_threads()} threads"
 
 
+class TorchTrainStep:
+    """``step(*batch)``: zero the gradients, ``self.loss(*batch).backward()``, ``self.opt.step()``,
+    on ``self.threads`` threads when set. A peer model defines ``loss`` and sets ``torch``,
+    ``opt`` and ``threads``."""
+
+    def step(self, *batch):
+        if self.threads and self.torch.get_num_threads() != self.threads:
+            self.torch.set_num_threads(self.threads)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(*batch)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
 class TorchMLP:
     """The same MLP in PyTorch eager: Linear/ReLU stack, CrossEntropyLoss, SGD."""
 

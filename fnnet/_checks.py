@@ -7,6 +7,8 @@ what came, and what to do.
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 
 
@@ -83,3 +85,46 @@ def window_fits(name: str, x, window, padded, padding: str):
             f"{_fmt(padded)} (input shape {_fmt(jnp.shape(x))}, padding {padding}), so the "
             f"output would be empty. Use a smaller window, more padding, or a larger input."
         )
+
+
+def channels_last(name: str, x, expected: int, source: str):
+    """Like :func:`last_axis` for channels-last images/signals (NHWC, NLC), with a hint
+    when ``x`` looks channels-first (PyTorch's NCHW/NCL): axis 1 holds the ``expected``
+    channels and the last axis does not."""
+    shape = jnp.shape(x)
+    if len(shape) > 2 and shape[-1] != expected and shape[1] == expected:
+        perm = (0, *range(2, len(shape)), 1)
+        raise ValueError(
+            f"{name}: input shape {_fmt(shape)} looks channels-first (PyTorch's NCHW/NCL): "
+            f"axis 1 has the {expected} channels {source} expects, the last axis has "
+            f"{shape[-1]}. fnnet takes channels last (NHWC, NLC); transpose it first, e.g. "
+            f"x.transpose{perm}."
+        )
+    last_axis(name, x, expected, source)
+
+
+# Losses that take logits, and the output layers that turn logits into probabilities.
+LOGIT_LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "kl_divergence")
+PROBABILITY_LAYERS = ("Softmax", "Sigmoid")
+
+
+def final_layer(model):
+    """The layer that produces ``model``'s output: the last layer of a ``serial`` chain
+    (nested chains followed), else ``model`` itself."""
+    while getattr(model.fwd, "fnnet_route", None) == "serial" and model.fwd.fnnet_layers:
+        model = model.fwd.fnnet_layers[-1]
+    return model
+
+
+def logits_for_loss(model, loss, where: str):
+    """Warn (``UserWarning``) when a model ending in Softmax/Sigmoid feeds a loss that
+    takes logits: the loss would apply softmax/sigmoid a second time, training runs
+    but learns the wrong thing, silently."""
+    base = getattr(loss.fwd, "base", None) or getattr(loss, "name", "")
+    last = final_layer(model)
+    if any(n in base for n in LOGIT_LOSSES) and getattr(last, "name", "") in PROBABILITY_LAYERS:
+        warnings.warn(
+            f"{where}: {model.name} ends in {last.name} (probabilities) but {loss.name} takes "
+            f"logits and applies the softmax/sigmoid itself, so it would be applied twice. "
+            f"Drop the final {last.name} for training (apply it at prediction time).",
+            UserWarning, stacklevel=3)

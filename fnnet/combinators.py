@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
-from .core import Layer, Static, named
+from .core import Layer, Static, named, no_params
 from .shapes import (abstract_batch, check_shape_tree, is_shape, output_aval, output_shape,
                      shape_tree)
 from .state import children_state_rule, init_state, update_state, with_state
@@ -216,11 +216,6 @@ def parallel(*layers: Layer) -> Layer:
                     input_dtype=_input_dtype(layers, "each"))
 
 
-def _no_params(key, input_shape):
-    del key, input_shape
-    return ()
-
-
 def _add(a, b):
     if a is None or b is None:
         return None if a is None and b is None else (a if b is None else b)
@@ -245,7 +240,7 @@ def FanOut(num: int) -> Layer:
             total = _add(total, g)
         return (), total
 
-    return named(name, _no_params, fwd, bwd)
+    return named(name, no_params, fwd, bwd)
 
 
 def _tuple_input(name: str, x, min_len: int = 1):
@@ -278,7 +273,7 @@ def _fan_in_sum_bwd(res, dy):
     return (), (dy,) * res.value
 
 
-FanInSum = named("FanInSum", _no_params, _fan_in_sum_fwd, _fan_in_sum_bwd)
+FanInSum = named("FanInSum", no_params, _fan_in_sum_fwd, _fan_in_sum_bwd)
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -310,7 +305,7 @@ def FanInConcat(axis: int = -1) -> Layer:
         cuts = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
         return (), tuple(g.astype(d) for g, d in zip(jnp.split(dy, cuts, axis=ax), dtypes))
 
-    return named(name, _no_params, fwd, bwd)
+    return named(name, no_params, fwd, bwd)
 
 
 def residual(layer: Layer) -> Layer:
@@ -361,7 +356,7 @@ def flat_layers(model: Layer, params, key=None, path=()):
     own. Used by the diagnostics and the NaN finder.
     """
     layers = getattr(model.fwd, "fnnet_layers", None)
-    if layers is None or not model.name.startswith("serial("):
+    if layers is None or getattr(model.fwd, "fnnet_route", None) != "serial":
         return [(path, model, params, key)]
     check_serial_params(model.name, params, len(layers))
     out = []

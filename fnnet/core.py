@@ -27,7 +27,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-__all__ = ["Layer", "Loss", "Static", "named", "forward", "apply", "vjp", "custom_vjp"]
+from .shapes import check_shape_tree
+
+__all__ = ["Layer", "Loss", "Static", "named", "no_params", "forward", "apply", "vjp", "custom_vjp"]
 
 
 class Layer(NamedTuple):
@@ -87,6 +89,12 @@ class Loss(NamedTuple):
         return f"<fnnet Loss {self.name}>"
 
 
+def no_params(key, input_shape):
+    """The ``init`` of a parameter-free layer: params ``()``."""
+    del key, input_shape
+    return ()
+
+
 def named(name: str, init, fwd, bwd, *, needs_key: bool = False, input_dtype=None) -> Layer:
     """Build a :class:`Layer` whose ``name`` (for error messages) is ``name``.
 
@@ -98,7 +106,12 @@ def named(name: str, init, fwd, bwd, *, needs_key: bool = False, input_dtype=Non
     fwd.fnnet_name = name
     fwd.fnnet_needs_key = needs_key
     fwd.fnnet_input_dtype = input_dtype
-    return Layer(init, fwd, bwd)
+
+    def checked_init(key, input_shape):  # init(key, 2) instead of (2,): say so, for every layer
+        check_shape_tree(name, input_shape)
+        return init(key, input_shape)
+
+    return Layer(checked_init, fwd, bwd)
 
 
 @jax.tree_util.register_static

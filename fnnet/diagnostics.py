@@ -18,6 +18,11 @@ cotangent ``dy_i`` (the gradient of the loss w.r.t. ``y_i``)::
     vjp_error           manual bwd vs jax.vjp of the same fwd, at this layer's actual
                         input and cotangent: the worst leaf (dparams leaves and dx) of
                         max|manual - vjp| / max(max|manual|, max|vjp|)
+    alignment_angle     only for models holding learning-rule layers (fnnet.rules, e.g.
+                        feedback alignment): the angle in degrees between the layer's
+                        update and the true gradient of its params
+                        (fnnet.rules.alignment_angles); a rule layer's own dx is
+                        not the true VJP on purpose, so its vjp_error covers dparams only
 
 The signals:
 
@@ -60,6 +65,7 @@ from .combinators import flat_layers
 from .core import Layer, Loss
 from .gradcheck import autodiff_rtol
 from .grad import require_key
+from .rules import alignment_angles
 
 __all__ = ["gradient_diagnostics", "GradientDiagnostics", "LayerDiagnostics", "flat_layers"]
 
@@ -73,7 +79,20 @@ def _global_norm(values) -> float | None:
 
 
 def _is_float(a) -> bool:
-    return jnp.issubdtype(jnp.result_type(a), jnp.floating)
+    """A floating-point array, or a tuple of them (graph combinators pass tuples)."""
+    leaves = jax.tree.leaves(a)
+    return bool(leaves) and all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves)
+
+
+def _norm(tree) -> float:
+    """The 2-norm of all entries of an array or a tuple of arrays."""
+    return math.sqrt(sum(float(np.sum(np.square(np.asarray(a, np.float64))))
+                         for a in jax.tree.leaves(tree)))
+
+
+def _shape_of(a):
+    """An array's shape, or a tuple of shapes for a tuple of arrays."""
+    return tuple(_shape_of(e) for e in a) if isinstance(a, (tuple, list)) else tuple(a.shape)
 
 
 def _leaf_names(tree) -> list[str]:
@@ -104,6 +123,11 @@ class LayerDiagnostics:
     dead: float | None
     vjp_error: float | None
     vjp_rtol: float
+    # learning rules (fnnet.rules): the rule of this layer ("" for backprop) and, when the
+    # model holds any rule layer, the angle (degrees) between this layer's update and
+    # the true gradient of its params (None without params)
+    rule: str = ""
+    alignment_angle: float | None = None
 
     @property
     def has_params(self) -> bool:
@@ -201,7 +225,7 @@ class GradientDiagnostics:
 
     # -- plain data -----------------------------------------------------------------
     COLUMNS = ("grad_norm", "weight_norm", "update_ratio", "dx_norm", "dy_norm",
-               "saturated", "dead", "vjp_error")
+               "saturated", "dead", "vjp_error", "alignment_angle")
 
     def column(self, name: str) -> np.ndarray:
         """One statistic for every layer as a float array (NaN where it does not apply)."""
@@ -248,12 +272,16 @@ class GradientDiagnostics:
     def __str__(self) -> str:
         cols = ("#", "layer", "out shape", "|grad|", "|w|", "upd/w", "|dx|",
                 "satur.", "dead", "vjp err")
+        angles = any(row.alignment_angle is not None for row in self.layers)
+        cols += ("angle to grad",) if angles else ()
         table = []
         for row in self.layers:
             err = _fmt(row.vjp_error, ".1e") + ("" if row.vjp_ok else " WRONG")
+            err += f" (dparams; dx: {row.rule})" if row.rule else ""
             table.append((str(row.index), row.name, str(row.output_shape),
                           _fmt(row.grad_norm), _fmt(row.weight_norm), _fmt(row.update_ratio),
-                          _fmt(row.dx_norm), _pct(row.saturated), _pct(row.dead), err))
+                          _fmt(row.dx_norm), _pct(row.saturated), _pct(row.dead), err)
+                         + ((_fmt(row.alignment_angle, ".1f"),) if angles else ()))
         widths = [max(len(r[i]) for r in (cols, *table)) for i in range(len(cols))]
         fmt = lambda r: "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
         ratio = self.depth_ratio
@@ -365,7 +393,7 @@ def _shapes(model: Layer, params, x, key) -> list:
             res.append(h)
         return res
 
-    return [tuple(o.shape) for o in jax.eval_shape(outs, params, x, key)]
+    return [_shape_of(o) for o in jax.eval_shape(outs, params, x, key)]
 
 
 def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
@@ -411,11 +439,16 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
         value, stats = run(params, x, y, key)
     value, stats = jax.device_get((value, stats))
     out_shapes = _shapes(model, params, x, key)
-    in_shapes = [tuple(jnp.shape(x))] + out_shapes[:-1]
+    in_shapes = [_shape_of(x)] + out_shapes[:-1]
     tol = autodiff_rtol(jnp.result_type(value)) if rtol is None else rtol
     update_parts = ([u for _, _, u, _ in flat_layers(model, updates)] if updates is not None
                     else [None] * len(entries))
 
+    rules = [getattr(layer.fwd, "fnnet_rule", "") for _, layer, _, _ in entries]
+    angles = [None] * len(entries)
+    if any(rules):
+        angles = [None if not np.isfinite(a) else float(a) for a in
+                  np.asarray(alignment_angles(model, loss, params, x, y, key=key))]
     rows = []
     for i, ((path, layer, p, _), st) in enumerate(zip(entries, stats)):
         grad_norms = _leaf_norms(st["dp"])
@@ -429,7 +462,7 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
         if st["ref"] is not None:
             ref_dp, ref_dx = st["ref"]
             err = _rel_err(st["dp"], ref_dp)
-            if ref_dx is not None:
+            if ref_dx is not None and not rules[i]:  # a rule's dx differs on purpose
                 err = max(err, _rel_err(st["dx"], ref_dx))
         act = _activation_stats(layer.name, st["y"]) if st["y"] is not None else {}
         dx = st["dx"]
@@ -437,9 +470,9 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
             index=i, path=path, name=layer.name, input_shape=in_shapes[i],
             output_shape=out_shapes[i], grad_norms=grad_norms, weight_norms=_leaf_norms(p),
             update_norms=update_norms,
-            dx_norm=None if dx is None else float(np.linalg.norm(np.asarray(dx, np.float64))),
-            dy_norm=float(np.linalg.norm(np.asarray(st["dy"], np.float64))),
-            saturated=act.get("saturated"), dead=act.get("dead"), vjp_error=err, vjp_rtol=tol))
+            dx_norm=None if dx is None else _norm(dx), dy_norm=_norm(st["dy"]),
+            saturated=act.get("saturated"), dead=act.get("dead"), vjp_error=err, vjp_rtol=tol,
+            rule=rules[i], alignment_angle=angles[i]))
     name = model.name if len(model.name) <= 80 else model.name[:72] + f"... ({len(entries)} layers)"
     return GradientDiagnostics(title=f"{name} with {getattr(loss, 'name', 'loss')}",
                                loss=float(value), layers=tuple(rows),

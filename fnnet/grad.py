@@ -12,7 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, Loss
+from . import _checks
+from .core import Layer, Loss, forward
+from .regularizers import add_regularizer
+from .state import update_state
 
 METHODS = ("manual", "autodiff")
 
@@ -28,23 +31,28 @@ def require_key(model: Layer, key, where: str):
     """Raise if ``model`` is random in training (e.g. contains Dropout) and ``key`` is None."""
     if key is None and getattr(model, "needs_key", False):
         raise ValueError(
-            f"{where}: {model.name} needs a PRNG key in training (it contains a random "
-            f"layer such as Dropout); pass key=jax.random.key(0), or call "
-            f"fn.apply(model, params, x) for inference."
+            f"{where}: {model.name} needs a PRNG key in training (it contains a layer "
+            f"that needs one: Dropout draws masks, BatchNorm trains on batch statistics); "
+            f"pass key=jax.random.key(0), or call fn.apply(model, params, x) for inference."
         )
 
 
 def loss_fn(model: Layer, loss: Loss):
-    """``f(params, x, y, *, key=None) -> scalar``: the forward only."""
+    """``f(params, x, y, *, key=None, state=None) -> scalar``: the forward only."""
 
-    def f(params, x, y, *, key=None):
-        return loss.fwd(model.fwd(params, x, key=key)[0], y)[0]
+    def f(params, x, y, *, key=None, state=None):
+        return loss.fwd(forward(model, params, x, key=key, state=state)[0], y)[0]
 
     return f
 
 
-def value_and_grad(model: Layer, loss: Loss, *, method: str = "manual"):
-    """Return ``f(params, x, y, *, key=None) -> (value, grads)``.
+def _next_state(model, state, key, res):
+    """The state after this forward: updated in training (a key), unchanged in inference."""
+    return state if key is None else update_state(model, state, res)
+
+
+def value_and_grad(model: Layer, loss: Loss, *, method: str = "manual", regularizer=None):
+    """Return ``f(params, x, y, *, key=None, state=None) -> (value, grads)``.
 
     Args:
       model: a :class:`~fnnet.Layer` (usually ``serial(...)``).
@@ -55,26 +63,46 @@ def value_and_grad(model: Layer, loss: Loss, *, method: str = "manual"):
     ``grads`` has the tree structure and dtypes of ``params``; ``value`` is the
     scalar loss. A model containing a random layer requires ``key`` (the same key
     gives the same masks on both paths).
+
+    Layer state (:mod:`fnnet.state`): with ``state=`` given, ``f`` returns
+    ``(value, grads, new_state)``; the new state is derived from the training
+    forward's residuals (with ``key=None``, inference mode, it is unchanged).
+    Without ``state``, a stateful model still trains on batch statistics and
+    ``f`` returns ``(value, grads)``.
+
+    ``regularizer`` (e.g. ``fn.l2(1e-4)``, :mod:`fnnet.regularizers`): its value
+    is added to the loss; the manual path adds its hand-written gradient, the
+    autodiff path differentiates it.
     """
     check_method(method)
     where = f"value_and_grad(method={method!r})"
+    _checks.logits_for_loss(model, loss, where)
 
     if method == "manual":
 
-        def f(params, x, y, *, key=None):
+        def f(params, x, y, *, key=None, state=None):
             require_key(model, key, where)
-            out, res = model.fwd(params, x, key=key)
+            out, res = forward(model, params, x, key=key, state=state)
             value, lres = loss.fwd(out, y)
             dout = loss.bwd(lres, jnp.ones((), value.dtype))
             grads, _ = model.bwd(res, dout)
-            return value, grads
+            value, grads = add_regularizer(regularizer, params, value, grads)
+            if state is None:
+                return value, grads
+            return value, grads, _next_state(model, state, key, res)
 
         return f
 
-    forward = loss_fn(model, loss)
+    def scalar(params, x, y, key, state):
+        out, res = forward(model, params, x, key=key, state=state)
+        value = loss.fwd(out, y)[0]
+        return (value if regularizer is None else value + regularizer.value(params)), res
 
-    def g(params, x, y, *, key=None):
+    def g(params, x, y, *, key=None, state=None):
         require_key(model, key, where)
-        return jax.value_and_grad(lambda p: forward(p, x, y, key=key))(params)
+        (value, res), grads = jax.value_and_grad(scalar, has_aux=True)(params, x, y, key, state)
+        if state is None:
+            return value, grads
+        return value, grads, _next_state(model, state, key, res)
 
     return g

@@ -8,6 +8,14 @@ the same ``jax.jit`` program: XLA partitions it from those input shardings
 (computation follows data) and inserts the all-reduce of the gradients, so
 the result equals single-device training up to float rounding of the sums.
 
+Layer state (BatchNorm's running statistics) is replicated like the params.
+Batch statistics are GLOBAL: the mean and variance of a sharded batch are
+reductions over the whole batch axis, which XLA computes across devices, so
+the running statistics equal single-device training (tested on 4 CPU devices).
+With minibatches (``fit(batch_size=...)``) the batch size must split evenly
+over the devices, the data set need not: a data set that does not is
+replicated and each minibatch is sharded as it is drawn.
+
 The same code runs on one host with several GPUs (``mesh = Mesh(jax.devices(),
 ("data",))``) and on several hosts after ``jax.distributed.initialize()``
 (``jax.devices()`` then lists every host's devices; each process passes its

@@ -11,7 +11,7 @@
     jax.tree.map(jnp.shape, params)   # every leaf gets a leading axis of 8
 
 Run ``i`` does exactly what this does, but all N side by side under ``jax.vmap``
-of :func:`fnnet.train.run_epochs`, inside one ``jax.jit``::
+of the loop :func:`fnnet.fit` compiles, inside one ``jax.jit``::
 
     init_key, fit_key = jax.random.split(keys[i])
     params = model.init(init_key, x.shape[1:])          # or init(init_key)
@@ -29,9 +29,11 @@ of :func:`fnnet.train.run_epochs`, inside one ``jax.jit``::
 * ``optimizer``: a function ``(**hparams) -> Optimizer``, or an optimizer itself
   when ``hparams`` is empty (a seed sweep).
 
-The compiled sweep is cached by ``jax.jit`` on (model, loss, optimizer, init,
-epochs, batch_size, method), the hyperparameter names and the shapes: pass the
-same function objects (not a new ``lambda`` per call) to reuse it.
+The compiled sweep is cached on the structure of the model, loss, optimizer
+function and ``init`` (:mod:`fnnet.structure`: a lambda written again is the
+same function), ``batch_size``, ``method``, the hyperparameter names and the
+shapes. The number of epochs and the hyperparameter values are data (epochs are
+bucketed to powers of two, as in :func:`fnnet.fit`).
 """
 
 from __future__ import annotations
@@ -44,13 +46,22 @@ import numpy as np
 
 from .core import Layer, Loss
 from .grad import check_method
-from .train import run_epochs, validate_fit_args
+from .structure import keyed
+from .train import (_LoopConfig, _as_int, _bucket, _build_optimizer, _initial_stop, _limits,
+                    _loop, _optimizer_parts, check_state_arg, validate_fit_args)
 
 __all__ = ["sweep"]
 
 
 def _is_optimizer(obj) -> bool:
     return hasattr(obj, "init") and hasattr(obj, "update")
+
+
+def check_optimizer_or_factory(optimizer):
+    """An optimizer, or a function ``(**hparams) -> optimizer`` (fnnet's factories too)."""
+    if not _is_optimizer(optimizer) and not callable(optimizer):
+        raise TypeError(f"sweep: optimizer must be an optimizer or a function (**hparams) -> "
+                        f"optimizer, got {optimizer!r}")
 
 
 def _as_keys(keys):
@@ -69,36 +80,48 @@ def _as_keys(keys):
     return jax.vmap(jax.random.key)(jnp.asarray(seeds))
 
 
-@partial(jax.jit, static_argnames=("model", "loss", "optimizer", "init", "epochs", "batch_size",
-                                   "method", "shared_key"))
-def _compiled_sweep(keys, hparams, x, y, *, model, loss, optimizer, init, epochs, batch_size,
-                    method, shared_key):
+@partial(jax.jit, static_argnames=("cfg", "factory", "init", "shared_key", "shared_hparams"))
+def _compiled_sweep(keys, hparams, opt_hparams, state, x, y, end, *, cfg, factory, init,
+                    shared_key, shared_hparams):
+    model = cfg.model.obj
+
     def one(key, hp):
         init_key, fit_key = jax.random.split(key)
-        params = model.init(init_key, x.shape[1:]) if init is None else init(init_key)
-        opt = optimizer if _is_optimizer(optimizer) else optimizer(**hp)
-        return run_epochs(model, loss, opt, params, opt.init(params), x, y, fit_key,
-                          epochs=epochs, batch_size=batch_size, method=method)
+        params = model.init(init_key, x.shape[1:]) if init is None else init.obj(init_key)
+        if factory is None:
+            opt = _build_optimizer(cfg.optimizer, opt_hparams)
+        else:
+            opt = factory.obj(**hp)
+        (params, opt_state, new_state, _, _), bufs = _loop(
+            cfg, params, opt.init(params), state, _initial_stop(), (), x, y, None, fit_key, None,
+            end, _limits(None, None, 0.0), optimizer=opt)
+        return params, opt_state, new_state, bufs["loss"]
 
-    return jax.vmap(one, in_axes=(None if shared_key else 0, 0))(keys, hparams)
+    return jax.vmap(one, in_axes=(None if shared_key else 0, None if shared_hparams else 0))(
+        keys, hparams)
 
 
 def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epochs: int,
-          batch_size: int | None = None, method: str = "manual", init=None):
+          batch_size: int | None = None, method: str = "manual", init=None, regularizer=None,
+          state=None):
     """Train N models that differ by key and/or hyperparameters in one compiled call.
 
     Returns ``(params, opt_state, history)``: params and optimizer states stacked
     along a new leading axis of size N, and ``history["loss"]`` of shape
     ``(N, epochs)`` (NumPy). See the module docstring for the arguments.
+
+    ``regularizer`` as in :func:`fnnet.fit`. A model with layer state (BatchNorm)
+    needs ``state=`` (its initial state, shared by every run) and returns the
+    final states, stacked per run, last: ``(params, opt_state, history, state)``.
     """
     check_method(method)
+    check_optimizer_or_factory(optimizer)
+    epochs = _as_int(epochs)
+    batch_size = _as_int(batch_size)
     hparams = {} if hparams is None else {k: jnp.asarray(v) for k, v in dict(hparams).items()}
     if _is_optimizer(optimizer) and hparams:
         raise ValueError("sweep: hparams were given but optimizer is already built; pass a "
                          "function, e.g. lambda learning_rate: fn.optim.sgd(learning_rate)")
-    if not _is_optimizer(optimizer) and not callable(optimizer):
-        raise TypeError(f"sweep: optimizer must be an optimizer or a function (**hparams) -> "
-                        f"optimizer, got {optimizer!r}")
     sizes = {name: v.shape for name, v in hparams.items()}
     for name, shape in sizes.items():
         if len(shape) != 1:
@@ -114,7 +137,18 @@ def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epoc
                          "keys or hyperparameter arrays")
     if len(set(counts.values())) != 1:
         raise ValueError(f"sweep: every swept argument needs the same number of runs, got {counts}")
-    params, opt_state, losses = _compiled_sweep(
-        keys, hparams, x, y, model=model, loss=loss, optimizer=optimizer, init=init,
-        epochs=epochs, batch_size=batch_size, method=method, shared_key=shared_key)
-    return params, opt_state, {"loss": np.asarray(losses)}
+    stateful = bool(getattr(model, "has_state", False))
+    check_state_arg(model, state, "sweep")
+    built = _is_optimizer(optimizer)
+    static, opt_hparams = _optimizer_parts(optimizer) if built else (None, None)
+    cfg = _LoopConfig(keyed(model), keyed(loss), static, batch_size, method, (), False, False,
+                      False, False, None if regularizer is None else keyed(regularizer), None,
+                      _bucket(epochs))
+    params, opt_state, new_state, losses = _compiled_sweep(
+        keys, hparams, opt_hparams, state if stateful else (), x, y, np.int32(epochs), cfg=cfg,
+        factory=None if built else keyed(optimizer), init=None if init is None else keyed(init),
+        shared_key=shared_key, shared_hparams=not hparams)
+    history = {"loss": np.asarray(losses)[:, :epochs]}
+    if stateful:
+        return params, opt_state, history, new_state
+    return params, opt_state, history

@@ -68,9 +68,10 @@ def _as_path(where, p):
     if isinstance(p, (str, int)):
         p = (p,)
     if not isinstance(p, (tuple, list)) or not p or not all(
-            isinstance(k, (str, int)) and not isinstance(k, bool) for k in p):
-        raise ValueError(f"{where}: a path must be a non-empty tuple of tuple positions and dict "
-                         f"keys, e.g. (0, 'table'); got {p!r}")
+            isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool) and k >= 0)
+            for k in p):
+        raise ValueError(f"{where}: a path must be a non-empty tuple of tuple positions (>= 0) "
+                         f"and dict keys, e.g. (0, 'table'); got {p!r}")
     return tuple(p)
 
 
@@ -134,6 +135,7 @@ def tie(model: Layer, source, *targets) -> Layer:
                   input_dtype=getattr(model.fwd, "fnnet_input_dtype", None))
     fwd.fnnet_inner = model
     fwd.fnnet_fill = fill
+    fwd.fnnet_tie = (source, targets)
     if model.has_state:
         with_state(layer, lambda p: init_state(model, fill(p)),
                    lambda s, r: update_state(model, s, r))

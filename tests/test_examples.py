@@ -58,6 +58,27 @@ def test_vanishing_quick_mode_and_plot(tmp_path, capsys):
     _assert_png(png)
 
 
+def test_moons_quick_mode_and_plot(tmp_path, capsys):
+    from fnnet.demos import moons
+
+    png = tmp_path / "moons.png"
+    assert moons.main(["--quick", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "337 params" in out and f"{moons.QUICK_STEPS} steps" in out
+    assert float(re.search(r"final training accuracy (\d+\.\d+) %", out).group(1)) >= 90.0
+    _assert_png(png)
+    namespace = runpy.run_path(str(ROOT / "examples" / "moons.py"), run_name="not_main")
+    assert namespace["main"] is moons.main
+
+
+@pytest.mark.slow
+def test_moons_reaches_micrograds_100_percent():
+    from fnnet.demos import moons
+
+    result = moons.run(moons.build_parser().parse_args(["--seeds", "5"]))
+    assert [r["accuracy"] for r in result["runs"]] == [1.0] * 5
+
+
 def test_xor_demo_plot_uses_plot_xor(tmp_path, capsys):
     from fnnet.demos import xor
 
@@ -112,3 +133,104 @@ def test_the_epoch_loop_fallback_matches_the_metrics_of_fit(monkeypatch):
     h = result["history"]
     assert h["loss"].shape == h["test_accuracy"].shape == (breast_cancer.QUICK_EPOCHS,)
     assert h["test_loss"][-1] < h["test_loss"][0] and result["test_accuracy"] > 0.8
+
+
+def test_digits_batchnorm_quick_mode_and_plot(tmp_path, capsys):
+    from fnnet.demos import digits_batchnorm
+
+    png = tmp_path / "bn.png"
+    assert digits_batchnorm.main(["--quick", "--no-progress", "--depth", "2", "--plot",
+                                  str(png)]) == 0
+    out = capsys.readouterr().out
+    accs = [float(a) for a in re.findall(r"test accuracy (\d+\.\d+) %", out)]
+    assert len(accs) == 2 and min(accs) > 30.0  # chance is 10 %
+    _assert_png(png)
+
+
+def test_char_lstm_quick_mode_and_plot(tmp_path, capsys):
+    from fnnet.demos import char_lstm
+
+    namespace = runpy.run_path(str(ROOT / "examples" / "char_lstm.py"), run_name="not_main")
+    assert namespace["main"] is char_lstm.main
+    png = tmp_path / "char.png"
+    assert char_lstm.main(["--quick", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    final = re.search(r"final \((\d+) steps.*validation (\S+) nats = (\S+) bits/char", out)
+    assert int(final.group(1)) == char_lstm.QUICK["steps"]
+    assert float(final.group(3)) < 6.0  # uniform over the 103 characters: 6.69 bits/char
+    assert "characters/s" in out and "sample (temperature 0.8):\nThe " in out
+    _assert_png(png)
+
+
+@pytest.mark.slow
+def test_char_lstm_manual_and_autodiff_give_the_same_losses(capsys):
+    from fnnet.demos import char_lstm
+
+    losses = {}
+    for method in ("manual", "autodiff"):
+        assert char_lstm.main(["--quick", "--method", method]) == 0
+        out = capsys.readouterr().out
+        losses[method] = [float(v) for v in re.findall(r"validation (\d+\.\d+) nats", out)]
+    np.testing.assert_allclose(losses["manual"], losses["autodiff"], rtol=1e-4)
+
+
+def test_char_gpt_quick_mode_and_plot(tmp_path, capsys):
+    from fnnet.demos import char_gpt
+
+    namespace = runpy.run_path(str(ROOT / "examples" / "char_gpt.py"), run_name="not_main")
+    assert namespace["main"] is char_gpt.main
+    png = tmp_path / "gpt.png"
+    assert char_gpt.main(["--quick", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    final = re.search(r"final \((\d+) steps.*validation (\S+) nats = (\S+) bits/char", out)
+    assert int(final.group(1)) == char_gpt.QUICK["steps"]
+    assert float(final.group(3)) < 6.0  # uniform over the 103 characters: 6.69 bits/char
+    assert "characters/s" in out and "sample (temperature 0.8):\nThe " in out
+    _assert_png(png)
+
+
+@pytest.mark.slow
+def test_char_gpt_manual_autodiff_and_lean_give_the_same_losses(capsys):
+    from fnnet.demos import char_gpt
+
+    losses = {}
+    for flags in (["--method", "manual"], ["--method", "autodiff"], ["--memory", "lean"]):
+        assert char_gpt.main(["--quick", *flags]) == 0
+        out = capsys.readouterr().out
+        losses[flags[1]] = [float(v) for v in re.findall(r"validation (\d+\.\d+) nats", out)]
+    np.testing.assert_allclose(losses["manual"], losses["autodiff"], rtol=1e-4)
+    np.testing.assert_allclose(losses["manual"], losses["lean"], rtol=1e-4)
+
+
+def test_dp_and_feedback_alignment_examples_are_thin_wrappers():
+    from fnnet.demos import dp_sgd, feedback_alignment
+
+    for script, module in [("dp_sgd.py", dp_sgd), ("feedback_alignment.py", feedback_alignment)]:
+        namespace = runpy.run_path(str(ROOT / "examples" / script), run_name="not_main")
+        assert namespace["main"] is module.main, script
+
+
+@pytest.mark.slow
+def test_dp_sgd_accuracy_against_the_noise_multiplier(tmp_path, capsys):
+    # the quick mode runs in notebooks/06_beyond_backprop.ipynb; this is the full run
+    from fnnet.demos import dp_sgd
+
+    png = tmp_path / "dp.png"
+    assert dp_sgd.main(["--no-progress", "--plot", str(png), "--sigmas", "1", "4"]) == 0
+    rows = dict(re.findall(r"^\s*(\S+)\s+\S+\s+(\d+\.\d+) %$", capsys.readouterr().out, re.M))
+    assert float(rows["non-private"]) > 95 and float(rows["1"]) > 93 and float(rows["4"]) > 90
+    _assert_png(png)
+
+
+@pytest.mark.slow
+def test_feedback_alignment_learns_and_aligns(tmp_path):
+    from fnnet.demos import feedback_alignment
+
+    args = feedback_alignment.build_parser().parse_args(["--no-progress"])
+    result = feedback_alignment.run(args)
+    fa, bp = result["feedback alignment"], result["backprop"]
+    assert fa["test_accuracy"][-1] > 0.94 and bp["test_accuracy"][-1] > 0.96
+    angles = fa["angles"]
+    assert np.all(angles[-1, :2] < angles[0, :2] - 20)     # hidden layers align
+    np.testing.assert_allclose(angles[:, 2], 0, atol=1e-2)  # the output layer is exact
+    _assert_png(Path(feedback_alignment.plot(result, str(tmp_path / "fa.png"))))

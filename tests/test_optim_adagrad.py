@@ -26,7 +26,8 @@ def test_adagrad_matches_torch_rule(kwargs):
 @pytest.mark.parametrize("kwargs,what", [
     (dict(learning_rate=-0.01), "learning_rate must be >= 0"),
     (dict(initial_accumulator_value=-1.0), "initial_accumulator_value must be >= 0, got -1.0"),
-    (dict(eps=-1e-10), "eps must be >= 0"),
+    (dict(eps=-1e-10), "eps must be > 0"),
+    (dict(eps=0.0), "eps must be > 0, got 0.0; eps = 0 turns an exactly-zero gradient"),
 ])
 def test_adagrad_invalid_hyperparameters(kwargs, what):
     with pytest.raises(ValueError, match=rf"^adagrad: {what}"):

@@ -63,7 +63,8 @@ def test_adam_first_step_is_lr_times_sign():
     (dict(b1=1.0), r"b1 must be in \[0, 1\), got 1.0"),
     (dict(b1=-0.1), r"b1 must be in \[0, 1\), got -0.1"),
     (dict(b2=1.5), r"b2 must be in \[0, 1\), got 1.5"),
-    (dict(eps=-1e-8), "eps must be >= 0, got -1e-08"),
+    (dict(eps=-1e-8), "eps must be > 0, got -1e-08"),
+    (dict(eps=0.0), r"eps must be > 0, got 0.0; eps = 0 turns an exactly-zero gradient .* into 0/0 = NaN"),
     (dict(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
 ])
 def test_adam_invalid_hyperparameters(make, kwargs, what):

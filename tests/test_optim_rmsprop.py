@@ -42,7 +42,8 @@ def test_rmsprop_matches_torch_rule(kwargs):
 @pytest.mark.parametrize("kwargs,what", [
     (dict(learning_rate=-0.01), "learning_rate must be >= 0"),
     (dict(decay=1.0), r"decay must be in \[0, 1\), got 1.0"),
-    (dict(eps=-1.0), "eps must be >= 0, got -1.0"),
+    (dict(eps=-1.0), "eps must be > 0, got -1.0"),
+    (dict(eps=0.0), "eps must be > 0, got 0.0"),
     (dict(momentum=-0.9), "momentum must be >= 0, got -0.9"),
 ])
 def test_rmsprop_invalid_hyperparameters(kwargs, what):

@@ -23,6 +23,12 @@ def test_constant():
     np.testing.assert_allclose(evaluate(fn.optim.constant_schedule(0.3)), np.full(len(STEPS), 0.3), rtol=1e-7)
 
 
+def test_linear():
+    # micrograd's demo: lr = 1.0 - 0.9 * k / 100 for k < 100, then flat at 0.1
+    got = evaluate(fn.optim.linear_schedule(1.0, 0.1, transition_steps=100))
+    np.testing.assert_allclose(got, closed_form(lambda t: 1.0 - 0.9 * min(t, 100) / 100), rtol=1e-6)
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_decay(staircase):
     sched = fn.optim.exponential_decay(0.5, transition_steps=20, decay_rate=0.3, staircase=staircase)
@@ -67,6 +73,7 @@ def test_schedule_drives_the_optimizer_from_step_zero():
     (lambda: fn.optim.exponential_decay(0.1, transition_steps=0, decay_rate=0.5), "transition_steps must be > 0"),
     (lambda: fn.optim.exponential_decay(-0.1, 10, 0.5), "init_value must be >= 0, got -0.1"),
     (lambda: fn.optim.cosine_decay_schedule(0.1, decay_steps=0), "decay_steps must be > 0"),
+    (lambda: fn.optim.linear_schedule(0.1, -0.1, 10), "linear_schedule: end_value must be >= 0, got -0.1"),
     (lambda: fn.optim.warmup_cosine_decay_schedule(0.0, 1.0, 10, 10), "decay_steps must be > warmup_steps"),
 ])
 def test_invalid_schedules(make, match):

@@ -80,7 +80,7 @@ def test_invalid_transform_hyperparameters(make, match):
 
 
 def test_non_numeric_learning_rate_is_a_type_error():
-    with pytest.raises(TypeError, match="sgd: learning_rate must be a float or a schedule"):
+    with pytest.raises(TypeError, match="sgd: learning_rate must be a number or a schedule step -> lr, got 'fast'"):
         fn.optim.sgd("fast")
 
 

@@ -42,3 +42,11 @@ def test_exactly_two_setup_commands_matching_ci():
     assert len(setup) == 2 and "examples/xor.py" in setup[0] and "pytest" in setup[1]
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert setup[1] in ci
+
+
+def test_graphs_and_state_snippet_runs():
+    snippet = next(b for b in _blocks("python") if "fn.tie(" in b and "BatchNorm" in b)
+    namespace = {}
+    exec(compile(snippet, "README graphs", "exec"), namespace)
+    assert namespace["y_hat"].shape == (32, 1)
+    assert len(namespace["state"][1]) == 2

@@ -51,6 +51,25 @@ SCRIPT = textwrap.dedent("""
         step4(b, s4, x[:62], y[:62])
     except ValueError as err:
         out["error"] = str(err)
+    try:
+        fn.fit(net, loss, opt, p0, x[:62], y[:62], epochs=2, batch_size=6, key=jax.random.key(0),
+               mesh=mesh)
+    except ValueError as err:
+        out["fit_error"] = str(err)
+    # layer state: batch statistics are global over the whole sharded batch; and a data set
+    # (62) that does not split evenly over the devices trains in minibatches (16) that do.
+    # SGD, not Adam: the bias before BatchNorm has a zero gradient up to rounding, which
+    # Adam's first step g / |g| turns into +-lr, differently for every summation order
+    opt = fn.optim.sgd(0.1)
+    bn = fn.serial(fn.Dense(8), fn.BatchNorm(), fn.Tanh, fn.Dense(1))
+    pb = bn.init(jax.random.key(0), (3,))
+    sb = fn.init_state(bn, pb)
+    kw = dict(epochs=5, batch_size=16, key=jax.random.key(2), state=sb)
+    single = fn.fit(bn, loss, opt, pb, x[:62], y[:62], **kw)
+    multi = fn.fit(bn, loss, opt, pb, x[:62], y[:62], mesh=mesh, **kw)
+    out["state"] = {"params": maxdiff(single[0], multi[0]),
+                    "loss": maxdiff(single[2]["loss"], multi[2]["loss"]),
+                    "state": maxdiff(single[3], multi[3]), "moved": maxdiff(single[3], sb)}
     print("RESULT" + json.dumps(out))
 """)
 
@@ -82,3 +101,14 @@ def test_mesh_must_be_a_mesh():
     with pytest.raises(TypeError, match="fit: mesh must be a jax.sharding.Mesh"):
         fn.fit(net, fn.losses.mean_squared_error, fn.optim.sgd(0.1), net.init(jax.random.key(0), (2,)),
                jnp.zeros((4, 2)), jnp.zeros((4, 1)), epochs=2, mesh="data")
+
+
+def test_mesh_minibatch_error_names_the_batch_size(result):
+    assert "fit: the batch_size of 6 examples does not split evenly over the 4 devices" in \
+        result["fit_error"]
+
+
+def test_mesh_with_layer_state_and_uneven_data_equals_single_device(result):
+    r = result["state"]    # global batch statistics: the running stats equal one device's
+    assert r["params"] < 1e-5 and r["loss"] < 1e-5 and r["state"] < 1e-5, r
+    assert r["moved"] > 1e-3, r

@@ -101,3 +101,14 @@ def test_summary_table_counts_and_nesting():
 def test_summary_counts_tied_params_once():
     lm = fn.tie(fn.serial(fn.Embedding(7, 4), fn.Tanh, fn.Unembed(7)), (0, "table"), (2, "table"))
     assert fn.summary(lm, (3,)).total_params == 7 * 4
+
+
+def test_diagnostics_and_nan_finder_walk_graphs_and_batchnorm():
+    net = fn.serial(fn.Dense(5), fn.FanOut(2), fn.parallel(fn.Dense(3), fn.Tanh),
+                    fn.FanInConcat(), fn.BatchNorm(), fn.Dense(2))
+    params = net.init(K, (3,))
+    y = jnp.ones((6, 2))
+    diag = fn.gradient_diagnostics(net, fn.losses.mean_squared_error, params, X, y, key=K)
+    assert not diag.wrong_layers and diag.layers[1].output_shape == ((6, 5), (6, 5))
+    report = fn.find_nonfinite(net, fn.losses.mean_squared_error, params, X, y, key=K)
+    assert "all forward outputs" in str(report)

@@ -119,7 +119,7 @@ def test_minibatches_are_reshuffled_every_epoch_and_the_remainder_dropped():
         perm = np.asarray(jax.random.permutation(k_perm, 10))
         seen.append(perm[:8])
         dropped.append(set(perm[8:].tolist()))
-        (_, _), value = epoch((((),), SGD.init(((),))), k)
+        (_, _, _), value = epoch((((),), SGD.init(((),)), ()), k)   # (params, opt_state, state)
         want = np.mean([np.mean(np.asarray(x)[b] ** 2) for b in perm[:8].reshape(2, 4)])
         np.testing.assert_allclose(value, want, rtol=1e-6)   # 2 full batches of 4, 2 dropped
     assert not np.array_equal(seen[0], seen[1])
@@ -137,7 +137,7 @@ def test_validation_and_accuracy_are_recorded_per_epoch():
     opt = fn.optim.adam(0.05)
     params, _, h = fn.fit(NET, BCE, opt, p, x, y, epochs=40, validation=(xv, yv),
                           metrics=("loss", "accuracy"))
-    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy", "stopped"}
+    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time", "stopped"}
     for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert h[name].shape == (40,)
     final = fn.evaluate(NET, BCE, params, xv, yv)
@@ -200,7 +200,7 @@ def test_missing_tqdm_means_no_bar(monkeypatch, capsys):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(tol=-1.0), "fit: tol must be a number >= 0"),
     (dict(patience=0), "fit: patience must be a positive int"),
-    (dict(metrics=("loss", "f1")), "fit: unknown metric 'f1'"),
+    (dict(metrics=("loss", "f_one")), "fit: unknown metric 'f_one'"),
     (dict(validation=(X,)), r"fit: validation must be a pair \(x_val, y_val\)"),
     (dict(chunk_size=0), "fit: chunk_size must be a positive int"),
 ])
@@ -241,3 +241,179 @@ def test_train_step_is_value_and_grad_then_sgd():
     np.testing.assert_allclose(v1, value, rtol=1e-6)
     for new, old, g in zip(jax.tree.leaves(p1), jax.tree.leaves(p), jax.tree.leaves(grads)):
         np.testing.assert_allclose(new, old - 0.1 * g, rtol=1e-6, atol=1e-7)
+
+
+# --- compile once per architecture, data shape and optimizer kind ---------------------
+
+def test_new_hyperparameters_epochs_and_rebuilt_models_reuse_the_compiled_run():
+    loop = fn.train._compiled_loop
+    p = xor_params()
+    fn.fit(NET, BCE, fn.optim.adam(0.01), p, X, Y, epochs=20)
+    size = loop._cache_size()
+    for lr, b1, epochs in ((0.02, 0.8, 30), (0.05, 0.1, 17), (0.3, 0.5, 32)):   # one bucket (32)
+        rebuilt = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
+        _, s, h = fn.fit(rebuilt, BCE, fn.optim.adam(lr, b1=b1), p, X, Y, epochs=epochs)
+        assert len(h["loss"]) == epochs and int(s[0].count) == epochs
+        np.testing.assert_allclose(h["lr"], lr)
+    assert loop._cache_size() == size, "fit recompiled for new hyperparameters or epochs"
+    # another architecture, optimizer kind or bucket of epochs compiles anew (a width no
+    # other test uses, so that the count does not depend on which tests ran before)
+    other = fn.serial(fn.Dense(7), fn.Relu, fn.Dense(1))
+    q = other.init(jax.random.key(0), (2,))
+    fn.fit(other, BCE, fn.optim.adam(0.01), q, X, Y, epochs=20)
+    size = loop._cache_size()
+    fn.fit(other, BCE, fn.optim.sgd(0.1), q, X, Y, epochs=20)
+    fn.fit(other, BCE, fn.optim.adam(0.01), q, X, Y, epochs=40)
+    assert loop._cache_size() == size + 2
+
+
+def test_new_learning_rate_gives_the_numbers_of_a_fresh_compile():
+    p = xor_params()
+    reused = fn.fit(NET, BCE, fn.optim.sgd(0.37), p, X, Y, epochs=20)[2]["loss"]
+    fresh_net = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
+    step = jax.jit(fn.train.epoch_fn(fresh_net, BCE, fn.optim.sgd(0.37), X, Y, batch_size=None,
+                                     method="manual"))
+    carry, want = (p, fn.optim.sgd(0.37).init(p), ()), []
+    for _ in range(20):
+        carry, v = step(carry, None)
+        want.append(v)
+    np.testing.assert_allclose(reused, want, rtol=1e-6)
+
+
+def test_train_step_is_shared_by_equal_models_and_new_learning_rates():
+    p = xor_params()
+    fn.train_step(NET, BCE, fn.optim.sgd(0.1))(p, SGD.init(p), X, Y)
+    size = fn.train._compiled_step._cache_size()
+    rebuilt = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
+    p1, _, _ = fn.train_step(rebuilt, BCE, fn.optim.sgd(0.5))(p, SGD.init(p), X, Y)
+    assert fn.train._compiled_step._cache_size() == size
+    _, grads = fn.value_and_grad(NET, BCE)(p, X, Y)
+    np.testing.assert_allclose(p1[0]["w"], p[0]["w"] - 0.5 * grads[0]["w"], rtol=1e-6)
+
+
+def test_structure_compares_by_value_only_what_cannot_change():
+    from fnnet.structure import keyed
+
+    assert keyed(fn.Dense(3)) == keyed(fn.Dense(3)) != keyed(fn.Dense(4))
+    assert keyed(fn.Dropout(0.5)) != keyed(fn.Dropout(0.25))
+    w = jnp.ones(3)
+    assert keyed(lambda x: x * w) != keyed(lambda x: x * jnp.ones(3))   # arrays: identity
+    f = lambda x: x                                                     # noqa: E731
+    assert keyed([f]) != keyed([f])                                     # lists: identity
+    assert keyed(fn.optim.sgd(0.1)) == keyed(fn.optim.sgd(0.1)) != keyed(fn.optim.sgd(0.2))
+
+
+# --- L2 regularization ------------------------------------------------------------------
+
+def test_l2_adds_lam_sum_w2_and_its_handwritten_gradient_to_kernels():
+    p = xor_params(2)
+    reg = fn.l2(0.01)
+    value, grads = fn.value_and_grad(NET, BCE)(p, X, Y)
+    rv, rg = jax.jit(fn.value_and_grad(NET, BCE, regularizer=reg))(p, X, Y)
+    av, ag = jax.jit(fn.value_and_grad(NET, BCE, regularizer=reg, method="autodiff"))(p, X, Y)
+    kernels = float(jnp.sum(p[0]["w"] ** 2) + jnp.sum(p[2]["w"] ** 2))
+    assert float(rv) == pytest.approx(float(value) + 0.01 * kernels, rel=1e-6)
+    np.testing.assert_allclose(rg[0]["w"], grads[0]["w"] + 0.02 * p[0]["w"], rtol=1e-6)
+    np.testing.assert_array_equal(rg[0]["b"], grads[0]["b"])               # biases spared
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), rg, ag)
+    allg = jax.jit(lambda p: fn.value_and_grad(NET, BCE, regularizer=fn.l2(0.01, mask="all"))(
+        p, X, Y)[1])(p)
+    np.testing.assert_allclose(allg[2]["b"], grads[2]["b"] + 0.02 * p[2]["b"], rtol=1e-6)
+    p1, _, v1 = fn.train_step(NET, BCE, SGD, regularizer=reg)(p, SGD.init(p), X, Y)
+    assert float(v1) == pytest.approx(float(rv), rel=1e-6)
+    np.testing.assert_allclose(p1[2]["w"], p[2]["w"] - 0.1 * rg[2]["w"], rtol=1e-6, atol=1e-7)
+    h = fn.fit(NET, BCE, SGD, p, X, Y, epochs=3, regularizer=reg)[2]
+    assert h["loss"][0] == pytest.approx(float(rv), rel=1e-6)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fn.l2(-1.0), "l2: lam must be a finite number >= 0"),
+    (lambda: fn.l2(1e-3, mask="biases"), "l2: mask must be 'kernels', 'all'"),
+    (lambda: fn.value_and_grad(NET, BCE, regularizer=fn.l2(1e-3, mask=({"w": True},)))(
+        xor_params(), X, Y), r"l2\(0.001\): the mask's tree differs from the params' tree"),
+])
+def test_l2_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# --- bad input (nothing silent) --------------------------------------------------------
+
+def fit_call(**kw):
+    args = dict(model=NET, loss=BCE, optimizer=SGD, params=xor_params(), x=X, y=Y)
+    args.update(kw)
+    extra = {k: args.pop(k) for k in list(args) if k not in
+             ("model", "loss", "optimizer", "params", "x", "y")}
+    return fn.fit(args["model"], args["loss"], args["optimizer"], args["params"], args["x"],
+                  args["y"], **{"epochs": 2, **extra})
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda: fit_call(x=X[:0], y=Y[:0]), ValueError, "fit: the batch is empty"),
+    (lambda: fn.train_step(NET, BCE, SGD)(xor_params(), SGD.init(xor_params()), X[:0], Y[:0]),
+     ValueError, "train_step: the batch is empty"),
+    (lambda: fn.evaluate(NET, BCE, xor_params(), X[:0], Y[:0]), ValueError,
+     "evaluate: the batch is empty"),
+    (lambda: fit_call(validation=(X[:0], Y[:0])), ValueError, "fit: the validation batch is empty"),
+    (lambda: fit_call(validation=(X, Y[:3])), ValueError,
+     r"fit: validation x has 4 examples .* but validation y has shape \(3, 1\)"),
+    (lambda: fit_call(x=[[0.0, 1.0]] * 4), TypeError, r"fit: x is a Python list; pass an array"),
+    (lambda: fit_call(y=[0.0, 1.0, 1.0, 0.0]), TypeError, r"fit: y is a Python list"),
+    (lambda: fit_call(optimizer=fn.optim.sgd), TypeError, r"fit: .*fn.optim.sgd"),
+    (lambda: fit_call(opt_state=fn.optim.sgd(0.1, momentum=0.9).init(
+        fn.serial(fn.Dense(1)).init(jax.random.key(0), (2,)))), ValueError,
+     "fit: opt_state does not belong to this optimizer"),
+])
+def test_bad_input_is_a_clear_error(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_numpy_integers_are_accepted_for_epochs_and_batch_size():
+    _, _, h = fit_call(epochs=np.int64(3), batch_size=np.int32(2), key=jax.random.key(0))
+    assert len(h["loss"]) == 3
+
+
+# --- layer state (BatchNorm) ---------------------------------------------------------------
+
+BN_NET = fn.serial(fn.Dense(4), fn.BatchNorm(), fn.Relu, fn.Dense(1))
+
+
+def test_fit_and_train_step_carry_the_layer_state_and_inference_uses_it():
+    x, y = blobs(16)
+    p = BN_NET.init(jax.random.key(0), (2,))
+    s0 = fn.init_state(BN_NET, p)
+    key = jax.random.key(3)
+    p_fit, o_fit, h, s_fit = fn.fit(BN_NET, BCE, SGD, p, x, y, epochs=3, key=key, state=s0)
+    step = fn.train_step(BN_NET, BCE, SGD)
+    pp, oo, ss = p, SGD.init(p), s0
+    for e in range(3):     # fit's epoch e uses the key fold_in(key, e)
+        pp, oo, v, ss = step(pp, oo, x, y, key=jax.random.fold_in(key, e), state=ss)
+        assert float(v) == pytest.approx(float(h["loss"][e]), rel=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 (p_fit, s_fit), (pp, ss))
+    # the running statistics: momentum 0.1 from (0, 1), unbiased variance of the batch
+    assert not np.allclose(s_fit[1]["mean"], 0.0)
+    logits = fn.predict(BN_NET, p_fit, x, state=s_fit)
+    mean, var = s_fit[1]["mean"], s_fit[1]["var"]     # inference: the running statistics
+    h1 = (x @ p_fit[0]["w"] + p_fit[0]["b"] - mean) / jnp.sqrt(var + 1e-5)
+    h1 = jax.nn.relu(h1 * p_fit[1]["scale"] + p_fit[1]["bias"])
+    np.testing.assert_allclose(logits, h1 @ p_fit[3]["w"] + p_fit[3]["b"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fn.predict(BN_NET, p_fit, x, state=s_fit, batch_size=5), logits,
+                               rtol=1e-6, atol=1e-7)
+    ev = fn.evaluate(BN_NET, BCE, p_fit, x, y, state=s_fit)
+    assert ev["loss"] == pytest.approx(float(BCE.fwd(logits, y)[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda p: fn.fit(BN_NET, BCE, SGD, p, X, Y, epochs=2, key=jax.random.key(0)),
+     r"fit: serial\(.*BatchNorm.*\) has layer state .*pass state=fn.init_state"),
+    (lambda p: fn.train_step(BN_NET, BCE, SGD)(p, SGD.init(p), X, Y, key=jax.random.key(0)),
+     "train_step: .* has layer state"),
+    (lambda p: fn.evaluate(BN_NET, BCE, p, X, Y), "evaluate: .* has layer state"),
+    (lambda p: fn.predict(BN_NET, p, X), "predict: .* has layer state"),
+    (lambda p: fn.sweep(BN_NET, BCE, SGD, X, Y, keys=[0, 1], epochs=2), "sweep: .* has layer state"),
+])
+def test_a_stateful_model_without_state_is_an_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(BN_NET.init(jax.random.key(0), (2,)))

@@ -1,16 +1,27 @@
 """Built-in layers. Each file holds one layer (or one family): its fwd and bwd side by side."""
 
+from .attention import MultiHeadAttention
 from .activations import (Elu, Gelu, Identity, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax,
                           Softplus, Tanh, elementwise)
+from .batchnorm import BatchNorm
 from .conv import Conv2D
+from .conv1d import Conv1D
+from .conv_transpose import ConvTranspose2D
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .layernorm import LayerNorm
 from .pooling import AvgPool2D, MaxPool2D
+from .recurrent import GRU, LSTM, SimpleRNN
+from .positional import PositionalEmbedding
+from .rmsnorm import RMSNorm
 from .reshape import Flatten, Reshape
+from .unembed import Unembed
 
 __all__ = [
-    "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape", "LayerNorm", "Dropout",
+    "BatchNorm", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape", "LayerNorm", "Dropout",
     "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu", "Softplus", "Silu",
-    "Softmax", "LogSoftmax", "elementwise",
+    "Softmax", "LogSoftmax", "elementwise", "Unembed",
+    "MultiHeadAttention", "RMSNorm", "PositionalEmbedding",
+    "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
 ]

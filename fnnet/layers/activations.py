@@ -8,7 +8,7 @@ written from the saved residual:
 layer           forward y                     residual    backward dx
 ==============  ============================  ==========  ===============================
 Identity        x                             --          dy
-Relu            x if x > 0 else 0             x > 0       dy * (x > 0)
+Relu            max(x, 0)                     x > 0       dy * (x > 0)
 LeakyRelu(a)    x if x > 0 else a x           x > 0       dy * (1 if x > 0 else a)
 Sigmoid         1 / (1 + e^-x)                y           dy * y (1 - y)
 Tanh            tanh x                        y           dy (1 + y)(1 - y)
@@ -33,9 +33,13 @@ PyTorch equivalences: ``Gelu(approximate=False)`` (the default) is ``nn.GELU()``
 ``nn.LogSoftmax(dim=-1)``; ``Softplus`` is ``nn.Softplus()`` (which switches to
 ``x`` above 20; here ``logaddexp(x, 0)`` is exact and finite for every ``x``).
 
-Kinks: at exactly ``x = 0`` Relu and LeakyRelu take the left derivative
-(``0`` and ``a``), and the forwards are written with ``where(x > 0, ...)`` so that
-``jax.grad`` of the same forward takes that same one-sided derivative.
+Kinks and NaN: at exactly ``x = 0`` Relu and LeakyRelu take the left derivative
+(``0`` and ``a``), and ``jax.grad`` of the same forward takes that same one-sided
+derivative: Relu's forward is ``jax.nn.relu`` (``max(x, 0)``, whose custom derivative
+is ``x > 0``), LeakyRelu's is ``where(x > 0, x, a x)``. Both keep a NaN input NaN
+(``max(NaN, 0)`` and ``a * NaN`` are NaN; ``where(x > 0, x, 0)`` would turn it into
+0 and hide it); at a NaN input the backward, like ``jax.grad``, takes the ``x <= 0``
+branch. Every other activation here propagates NaN through its arithmetic.
 Residuals of Relu/LeakyRelu are boolean masks (1 byte per unit). Elu's forward
 feeds ``expm1`` with ``where(x > 0, 0, x)``, so the unused branch never overflows
 (no ``0 * inf`` in ``jax.grad``) and the derivative at 0 is the left one, ``a``.
@@ -49,12 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from ..core import Layer, named
-
-
-def _init(key, input_shape):
-    del key, input_shape
-    return ()
+from ..core import Layer, named, no_params
 
 
 def elementwise(name: str, fwd_fn, bwd_fn) -> Layer:
@@ -72,14 +71,16 @@ def elementwise(name: str, fwd_fn, bwd_fn) -> Layer:
     def bwd(res, dy):
         return (), bwd_fn(res, dy)
 
-    return named(name, _init, fwd, bwd)
+    return named(name, no_params, fwd, bwd)
 
 
 Identity = elementwise("Identity", lambda x: (x, None), lambda res, dy: dy)
 
 Relu = elementwise(
     "Relu",
-    lambda x: (jnp.where(x > 0, x, 0).astype(x.dtype), x > 0),
+    # jax.nn.relu, not where(x > 0, x, 0): a NaN input stays NaN (the where would
+    # return 0 and hide it); its custom derivative is the same left one at 0 as bwd.
+    lambda x: (jax.nn.relu(x), x > 0),
     lambda mask, dy: jnp.where(mask, dy, 0).astype(dy.dtype),
 )
 

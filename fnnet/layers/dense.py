@@ -13,6 +13,13 @@ leading axis)::
 
 Residuals: ``(x, w)`` -- the input and the kernel, nothing else.
 
+Per example (``fnnet.per_example``; ``x_i (T, in)``, ``dy_i (T, features)``, T = 1
+for a plain batch)::
+
+    dw_i = x_i^T dy_i              db_i = sum_t dy_i[t]
+    ||dw_i||^2 = ||x_i||^2 ||dy_i||^2        (T = 1)
+               = sum_{t,s} (x_t . x_s)(dy_t . dy_s)   (ghost norm, when 2 T^2 < in features)
+
 Tiny kernels (``in * features <= 8``, e.g. XOR's 2-3-1) compute the same three
 products as broadcast-multiply-and-sum instead of ``dot``: on XLA:CPU a ``dot``
 is a separate runtime call (a "thunk") that fuses with nothing, while the
@@ -35,6 +42,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
+from ..per_example import ghost_sqnorm
 
 
 # Kernels with at most this many entries use the elementwise (fusible) products.
@@ -94,4 +102,21 @@ def Dense(features: int, *, w_init=glorot_uniform, b_init=zeros, dtype=jnp.float
             dx = (dy @ w.T).astype(x.dtype)
         return {"w": dw.astype(w.dtype), "b": db.astype(w.dtype)}, dx
 
+    def per_example(res, dy):
+        x3, dy3, w = _per_example_view(res, dy)
+        return {"w": jnp.einsum("nti,nto->nio", x3, dy3).astype(w.dtype),
+                "b": dy3.sum(axis=1).astype(w.dtype)}
+
+    def sqnorm(res, dy):
+        x3, dy3, _ = _per_example_view(res, dy)
+        return ghost_sqnorm(x3, dy3) + jnp.sum(jnp.square(dy3.sum(axis=1)), axis=-1)
+
+    fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
     return named(name, init, fwd, bwd)
+
+
+def _per_example_view(res, dy):
+    """``x (n, T, in)``, ``dy (n, T, features)``: the leading axes past the batch as T."""
+    x, w = res
+    n = x.shape[0]
+    return x.reshape(n, -1, x.shape[-1]), dy.reshape(n, -1, dy.shape[-1]), w

@@ -23,12 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from ..core import Layer, named
-
-
-def _init(key, input_shape):
-    del key, input_shape
-    return ()
+from ..core import Layer, named, no_params
 
 
 def Dropout(rate: float) -> Layer:
@@ -51,4 +46,4 @@ def Dropout(rate: float) -> Layer:
             return (), dy
         return (), jnp.where(mask, dy * scale, 0).astype(dy.dtype)
 
-    return named(name, _init, fwd, bwd, needs_key=True)
+    return named(name, no_params, fwd, bwd, needs_key=True)

@@ -14,7 +14,8 @@ Backward (``g = dy * scale``; sums over all leading axes for the params)::
 
 (The compact form: the two means are the projections that remove the
 gradient's components along the directions ``mu`` and ``sigma`` depend on.)
-Residuals: ``(xhat, 1 / sigma, scale)``.
+Residuals: ``(xhat, 1 / sigma, scale)``. Per example (``fnnet.per_example``):
+the same two sums over example ``i``'s own leading axes.
 
 PyTorch: identical to ``nn.LayerNorm(d, eps=1e-5)`` (biased variance, eps inside
 the square root, elementwise affine with weight=ones and bias=zeros).
@@ -62,4 +63,11 @@ def LayerNorm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
         return ({"scale": jnp.sum(dy * xhat, axis=axes).astype(scale.dtype),
                  "bias": jnp.sum(dy, axis=axes).astype(scale.dtype)}, dx.astype(xhat.dtype))
 
+    def per_example(res, dy):  # (n, d) per leaf: as cheap as any norm rule
+        xhat, _, scale = res
+        axes = tuple(range(1, dy.ndim - 1))
+        return {"scale": jnp.sum(dy * xhat, axis=axes).astype(scale.dtype),
+                "bias": jnp.sum(dy, axis=axes).astype(scale.dtype)}
+
+    fwd.fnnet_per_example = per_example
     return named(name, init, fwd, bwd)

@@ -22,6 +22,10 @@ whole gradient goes to the FIRST of them in row-major window order (smallest
 "gather the argmax" so ``jax.grad`` of this forward routes ties the same way;
 note that ``jax.grad`` of a plain ``max``/``lax.reduce_window`` max pool (e.g.
 in other libraries) may route or split tied gradients differently.
+**NaN.** A NaN in a window is that window's maximum (``argmax`` ranks NaN above
+every number, like ``jnp.max``), so MaxPool2D's output there is NaN and its
+gradient goes to the NaN entry; AvgPool2D's mean is NaN by arithmetic. Pooling
+never turns a NaN input into a number.
 Residuals: Max ``(argmax index (int8; int32 for windows over 127 entries), Static(x.shape))``;
 Avg ``Static(x.shape)``.
 """
@@ -35,13 +39,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .. import _checks
-from ..core import Layer, Static, named
+from ..core import Layer, Static, named, no_params
 from .conv import NHWC, NHWC_HINT
-
-
-def _init(key, input_shape):
-    del key, input_shape
-    return ()
 
 
 def _pool(kind: str, window, stride, rules) -> Layer:
@@ -86,7 +85,7 @@ def _pool(kind: str, window, stride, rules) -> Layer:
     def bwd(res, dy):
         return (), backward(res[1].value, res[0], dy)
 
-    return named(name, _init, fwd, bwd)
+    return named(name, no_params, fwd, bwd)
 
 
 def MaxPool2D(window, stride=None) -> Layer:

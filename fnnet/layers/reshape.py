@@ -17,12 +17,7 @@ from __future__ import annotations
 import math
 
 from .. import _checks
-from ..core import Layer, Static, named
-
-
-def _init(key, input_shape):
-    del key, input_shape
-    return ()
+from ..core import Layer, Static, named, no_params
 
 
 def _reshaper(name: str, new_shape) -> Layer:
@@ -35,7 +30,7 @@ def _reshaper(name: str, new_shape) -> Layer:
     def bwd(shape, dy):
         return (), dy.reshape(shape.value)
 
-    return named(name, _init, fwd, bwd)
+    return named(name, no_params, fwd, bwd)
 
 
 Flatten = _reshaper("Flatten", lambda x: (math.prod(x.shape[1:]),))

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import normal
+from ..per_example import ghost_sqnorm
 
 
 def Unembed(num_embeddings: int, *, table_init=None, dtype=jnp.float32) -> Layer:
@@ -52,4 +53,18 @@ def Unembed(num_embeddings: int, *, table_init=None, dtype=jnp.float32) -> Layer
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
         return {"table": (dy2.T @ x2).astype(table.dtype)}, (dy @ table).astype(x.dtype)
 
+    def per_example(res, dy):  # fnnet.per_example: dtable_i = dy_i^T x_i
+        x, table = res
+        x3, dy3 = _examples(x), _examples(dy)
+        return {"table": jnp.einsum("nto,nti->noi", dy3, x3).astype(table.dtype)}
+
+    def sqnorm(res, dy):  # ghost norm over the time steps
+        return ghost_sqnorm(_examples(res[0]), _examples(dy))
+
+    fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
     return named(name, init, fwd, bwd)
+
+
+def _examples(a):
+    """``(n, T, features)``: the leading axes past the batch as T."""
+    return a.reshape(a.shape[0], -1, a.shape[-1])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from .base import Optimizer, ScalarOrSchedule, chain, check_learning_rate, scale_by_learning_rate
+from .base import (Optimizer, ScalarOrSchedule, chain, check_learning_rate, recorded,
+                   scale_by_learning_rate)
 from .transforms import scale_by_rss
 
 
+@recorded
 def adagrad(learning_rate: ScalarOrSchedule = 0.01, initial_accumulator_value: float = 0.0,
             eps: float = 1e-10) -> Optimizer:
     """Adagrad following ``torch.optim.Adagrad`` (``lr_decay=0``; use a schedule instead)::

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from .base import Optimizer, ScalarOrSchedule, chain, check_learning_rate, scale_by_learning_rate
+from . import _validate
+from .base import (Optimizer, ScalarOrSchedule, chain, check_learning_rate, recorded,
+                   scale_by_learning_rate)
+from .masking import masked
 from .transforms import add_decayed_weights, scale_by_adam
 
 
+def _decay(weight_decay, mask, where):
+    decay = add_decayed_weights(weight_decay, where=where)
+    return decay if mask is None else masked(decay, mask, where=where)
+
+
+@recorded
 def adam(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999,
-         eps: float = 1e-8, weight_decay: float = 0.0) -> Optimizer:
+         eps: float = 1e-8, weight_decay: float = 0.0, mask=None) -> Optimizer:
     """Adam following ``torch.optim.Adam`` (``b1, b2`` are torch's ``betas``)::
 
         g_t <- g_t + wd w_t                                  (only if weight_decay > 0: L2)
@@ -15,26 +24,35 @@ def adam(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.
         m^_t = m_t / (1 - b1^t),           v^_t = v_t / (1 - b2^t)              (t = 1, 2, ...)
         w_{t+1} = w_t - lr_t m^_t / (sqrt(v^_t) + eps)       (eps outside the sqrt)
 
-    State: ``([EmptyState,] ScaleByAdamState(count, mu, nu), ScaleByScheduleState(count))``.
+    ``mask`` (a tree of bools like the params, or a function params -> such a tree,
+    e.g. :func:`~fnnet.optim.kernel_mask`) limits the L2 term to the leaves marked True.
+
+    State: ``([EmptyState | MaskedState,] ScaleByAdamState(count, mu, nu), ScaleByScheduleState(count))``.
     """
     check_learning_rate("adam", learning_rate)
-    parts = [add_decayed_weights(weight_decay, where="adam")] if weight_decay != 0 else []
+    _validate.at_least("adam", "weight_decay", weight_decay)
+    parts = [] if _validate.is_zero(weight_decay) else [
+        _decay(weight_decay, mask, "adam")]
     return chain(*parts, scale_by_adam(b1, b2, eps, where="adam"),
                  scale_by_learning_rate(learning_rate))
 
 
+@recorded
 def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999,
-          eps: float = 1e-8, weight_decay: float = 1e-2) -> Optimizer:
+          eps: float = 1e-8, weight_decay: float = 1e-2, mask=None) -> Optimizer:
     """AdamW following ``torch.optim.AdamW``: Adam with DECOUPLED weight decay::
 
         m^_t, v^_t as in :func:`adam` (without the L2 term)
         w_{t+1} = w_t - lr_t wd w_t - lr_t m^_t / (sqrt(v^_t) + eps)
 
     The decay ``lr_t * wd * w_t`` uses the scheduled rate, as torch does.
-    Default ``weight_decay=1e-2`` (torch's).
-    State: ``(ScaleByAdamState(count, mu, nu), EmptyState(), ScaleByScheduleState(count))``.
+    Default ``weight_decay=1e-2`` (torch's). ``mask`` limits the decay to the leaves
+    marked True, e.g. ``mask=fn.optim.kernel_mask`` decays kernels and embedding
+    tables but not biases or norm scales.
+    State: ``(ScaleByAdamState(count, mu, nu), EmptyState() | MaskedState,
+    ScaleByScheduleState(count))``.
     """
     check_learning_rate("adamw", learning_rate)
     return chain(scale_by_adam(b1, b2, eps, where="adamw"),
-                 add_decayed_weights(weight_decay, where="adamw"),
+                 _decay(weight_decay, mask, "adamw"),
                  scale_by_learning_rate(learning_rate))

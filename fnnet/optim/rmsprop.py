@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from .base import Optimizer, ScalarOrSchedule, chain, check_learning_rate, scale_by_learning_rate
+from . import _validate
+from .base import (Optimizer, ScalarOrSchedule, chain, check_learning_rate, recorded,
+                   scale_by_learning_rate)
 from .transforms import scale_by_rms, trace
 
 
+@recorded
 def rmsprop(learning_rate: ScalarOrSchedule = 0.01, decay: float = 0.99, eps: float = 1e-8,
             momentum: float = 0.0, centered: bool = False) -> Optimizer:
     """RMSprop following ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``)::
@@ -19,7 +22,10 @@ def rmsprop(learning_rate: ScalarOrSchedule = 0.01, decay: float = 0.99, eps: fl
     State: ``(ScaleByRmsState(nu, mu), [TraceState,] ScaleByScheduleState(count))``.
     """
     check_learning_rate("rmsprop", learning_rate)
+    _validate.at_least("rmsprop", "momentum", momentum)
+    if not isinstance(centered, bool):
+        raise TypeError(f"rmsprop: centered must be True or False, got {centered!r}")
     parts = [scale_by_rms(decay, eps, centered, where="rmsprop")]
-    if momentum != 0:
+    if not _validate.is_zero(momentum):
         parts.append(trace(momentum, where="rmsprop"))
     return chain(*parts, scale_by_learning_rate(learning_rate))

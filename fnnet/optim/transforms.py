@@ -23,9 +23,21 @@ scale_by_rss(init, eps)      s_t = s_{t-1} + u^2  (s_0 = init)                  
                              out: u / (sqrt(s_t) + eps)
 add_decayed_weights(wd)      out: u + wd * w  (needs params)                   EmptyState
 clip_by_global_norm(c)       out: u * min(1, c / ||u||), ||u|| over all leaves EmptyState
+set_to_zero()                out: 0                                            EmptyState
 ===========================  ===============================================  ======================
 
-``eps`` is added OUTSIDE the square root everywhere, as in PyTorch.
+``eps`` is added OUTSIDE the square root everywhere, as in PyTorch, and must be
+> 0 (an exactly-zero gradient would otherwise give ``0 / 0``).
+
+Precision: states (moments, traces, sums of squares) are kept in at least
+float32, whatever the params' dtype, and the arithmetic runs in that precision;
+each update is cast back to the dtype of the incoming update. Adam on float16
+params therefore neither underflows ``v`` (``g^2`` of a float16 gradient is
+often below float16's smallest number) nor returns ``-inf``.
+
+Every stateful transform checks that its state belongs to these params: same
+tree structure and same shapes as the updates (a static check, free under
+``jit``); a state built for another model is an error, never broadcast.
 """
 
 from __future__ import annotations
@@ -36,18 +48,24 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _validate
-from .base import EmptyState, Optimizer
+from . import _trees, _validate
+from ._trees import check_state
+from .base import EmptyState, Optimizer, _wide, recorded
 
 __all__ = [
     "TraceState", "ScaleByAdamState", "ScaleByRmsState", "ScaleByRssState",
     "trace", "scale_by_adam", "scale_by_rms", "scale_by_rss", "add_decayed_weights",
-    "clip_by_global_norm", "global_norm",
+    "clip_by_global_norm", "global_norm", "set_to_zero",
 ]
 
 
+def _state_dtype(dtype):
+    """At least float32: float16/bfloat16 params get float32 moments."""
+    return jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(dtype, jnp.inexact) else dtype
+
+
 def _zeros(params):
-    return jax.tree.map(jnp.zeros_like, params)
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _state_dtype(jnp.result_type(p))), params)
 
 
 class TraceState(NamedTuple):
@@ -56,6 +74,7 @@ class TraceState(NamedTuple):
     trace: object
 
 
+@recorded
 def trace(decay: float, nesterov: bool = False, *, where: str = "trace") -> Optimizer:
     """Momentum as in ``torch.optim.SGD`` (dampening 0)::
 
@@ -70,8 +89,12 @@ def trace(decay: float, nesterov: bool = False, *, where: str = "trace") -> Opti
 
     def update(updates, state, params=None):
         del params
-        b = jax.tree.map(lambda u, b: (decay * b + u).astype(u.dtype), updates, state.trace)
-        out = jax.tree.map(lambda u, b: (u + decay * b).astype(u.dtype), updates, b) if nesterov else b
+        check_state(where, state, TraceState, updates, "trace")
+        b = jax.tree.map(lambda u, b: decay * b + u.astype(b.dtype), updates, state.trace)
+        if nesterov:
+            out = jax.tree.map(lambda u, b: (u.astype(b.dtype) + decay * b).astype(u.dtype), updates, b)
+        else:
+            out = jax.tree.map(lambda u, b: b.astype(u.dtype), updates, b)
         return out, TraceState(b)
 
     return Optimizer(init, update)
@@ -93,6 +116,7 @@ def _one_minus_power(beta, t):
     return -jnp.expm1(t * log_beta)
 
 
+@recorded
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
                   where: str = "scale_by_adam") -> Optimizer:
     """Adam's direction with bias correction counting ``t`` from 1::
@@ -102,16 +126,18 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     """
     _validate.unit_interval(where, "b1", b1)
     _validate.unit_interval(where, "b2", b2)
-    _validate.at_least(where, "eps", eps)
+    _validate.eps(where, eps)
 
     def init(params):
         return ScaleByAdamState(jnp.zeros((), jnp.int32), _zeros(params), _zeros(params))
 
     def update(updates, state, params=None):
         del params
+        check_state(where, state, ScaleByAdamState, updates, "mu", "nu")
         t = state.count + 1
-        mu = jax.tree.map(lambda u, m: b1 * m + (1 - b1) * u, updates, state.mu)
-        nu = jax.tree.map(lambda u, v: b2 * v + (1 - b2) * u * u, updates, state.nu)
+        mu = jax.tree.map(lambda u, m: b1 * m + (1 - b1) * u.astype(m.dtype), updates, state.mu)
+        nu = jax.tree.map(lambda u, v: b2 * v + (1 - b2) * jnp.square(u.astype(v.dtype)),
+                          updates, state.nu)
         tf = t.astype(jnp.result_type(float))
         c1, c2 = _one_minus_power(b1, tf), _one_minus_power(b2, tf)
         out = jax.tree.map(lambda u, m, v: ((m / c1) / (jnp.sqrt(v / c2) + eps)).astype(u.dtype),
@@ -128,6 +154,7 @@ class ScaleByRmsState(NamedTuple):
     mu: object
 
 
+@recorded
 def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, centered: bool = False, *,
                  where: str = "scale_by_rms") -> Optimizer:
     """RMSprop's direction as in ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``)::
@@ -137,20 +164,24 @@ def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, centered: bool = False,
         centered:  g_t = decay g_{t-1} + (1 - decay) u_t;   out = u_t / (sqrt(v_t - g_t^2) + eps)
     """
     _validate.unit_interval(where, "decay", decay)
-    _validate.at_least(where, "eps", eps)
+    _validate.eps(where, eps)
 
     def init(params):
         return ScaleByRmsState(_zeros(params), _zeros(params) if centered else ())
 
     def update(updates, state, params=None):
         del params
-        nu = jax.tree.map(lambda u, v: decay * v + (1 - decay) * u * u, updates, state.nu)
+        check_state(where, state, ScaleByRmsState, updates, *(("nu", "mu") if centered else ("nu",)))
+        nu = jax.tree.map(lambda u, v: decay * v + (1 - decay) * jnp.square(u.astype(v.dtype)),
+                          updates, state.nu)
         if centered:
-            mu = jax.tree.map(lambda u, g: decay * g + (1 - decay) * u, updates, state.mu)
+            mu = jax.tree.map(lambda u, g: decay * g + (1 - decay) * u.astype(g.dtype), updates,
+                              state.mu)
             var = jax.tree.map(lambda v, g: v - g * g, nu, mu)
         else:
             mu, var = (), nu
-        out = jax.tree.map(lambda u, v: (u / (jnp.sqrt(v) + eps)).astype(u.dtype), updates, var)
+        out = jax.tree.map(lambda u, v: (u.astype(v.dtype) / (jnp.sqrt(v) + eps)).astype(u.dtype),
+                           updates, var)
         return out, ScaleByRmsState(nu, mu)
 
     return Optimizer(init, update)
@@ -162,6 +193,7 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: object
 
 
+@recorded
 def scale_by_rss(initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
                  where: str = "scale_by_rss") -> Optimizer:
     """Adagrad's direction as in ``torch.optim.Adagrad``::
@@ -170,21 +202,23 @@ def scale_by_rss(initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
         out = u_t / (sqrt(s_t) + eps)
     """
     _validate.at_least(where, "initial_accumulator_value", initial_accumulator_value)
-    _validate.at_least(where, "eps", eps)
+    _validate.eps(where, eps)
 
     def init(params):
-        return ScaleByRssState(jax.tree.map(
-            lambda p: jnp.full_like(p, initial_accumulator_value), params))
+        return ScaleByRssState(jax.tree.map(lambda z: z + initial_accumulator_value, _zeros(params)))
 
     def update(updates, state, params=None):
         del params
-        s = jax.tree.map(lambda u, s: s + u * u, updates, state.sum_of_squares)
-        out = jax.tree.map(lambda u, s: (u / (jnp.sqrt(s) + eps)).astype(u.dtype), updates, s)
+        check_state(where, state, ScaleByRssState, updates, "sum_of_squares")
+        s = jax.tree.map(lambda u, s: s + jnp.square(u.astype(s.dtype)), updates, state.sum_of_squares)
+        out = jax.tree.map(lambda u, s: (u.astype(s.dtype) / (jnp.sqrt(s) + eps)).astype(u.dtype),
+                           updates, s)
         return out, ScaleByRssState(s)
 
     return Optimizer(init, update)
 
 
+@recorded
 def add_decayed_weights(weight_decay: float, *, where: str = "add_decayed_weights") -> Optimizer:
     """``out = u + weight_decay * w``. Needs ``params`` in ``update``.
 
@@ -201,7 +235,10 @@ def add_decayed_weights(weight_decay: float, *, where: str = "add_decayed_weight
         if params is None:
             raise ValueError(f"{where}: weight decay needs the params; call "
                              f"update(grads, state, params)")
-        out = jax.tree.map(lambda u, w: (u + weight_decay * w).astype(u.dtype), updates, params)
+        _trees.check_like(where, "params and updates differ", updates, params,
+                          "pass the params these updates are for")
+        out = jax.tree.map(lambda u, w: (_wide(u) + weight_decay * _wide(w)).astype(u.dtype),
+                           updates, params)
         return out, state
 
     return Optimizer(init, update)
@@ -210,9 +247,10 @@ def add_decayed_weights(weight_decay: float, *, where: str = "add_decayed_weight
 def global_norm(tree) -> jax.Array:
     """``sqrt(sum of squares of every leaf)``."""
     leaves = jax.tree.leaves(tree)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves)) if leaves else jnp.zeros(())
+    return jnp.sqrt(sum(jnp.sum(jnp.square(_wide(x))) for x in leaves)) if leaves else jnp.zeros(())
 
 
+@recorded
 def clip_by_global_norm(max_norm: float) -> Optimizer:
     """Rescale all updates together so their global norm is at most ``max_norm``::
 
@@ -229,6 +267,22 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
         del params
         n = global_norm(updates)
         factor = jnp.where(n > max_norm, max_norm / jnp.where(n > 0, n, 1.0), 1.0)
-        return jax.tree.map(lambda u: (u * factor).astype(u.dtype), updates), state
+        return jax.tree.map(lambda u: (_wide(u) * factor).astype(u.dtype), updates), state
+
+    return Optimizer(init, update)
+
+
+@recorded
+def set_to_zero() -> Optimizer:
+    """``out = 0`` (same shapes and dtypes): a parameter that never moves. See
+    :func:`~fnnet.optim.freeze` to apply it to some leaves only."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(jnp.zeros_like, updates), state
 
     return Optimizer(init, update)

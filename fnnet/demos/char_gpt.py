@@ -1,0 +1,127 @@
+"""A character-level GPT, every gradient by hand (attention's softmax Jacobian included).
+
+Data: the text of the standard library's ``pydoc_data/topics.py`` (about 465k
+characters, 103 distinct; see :mod:`fnnet.demos.text`), the first 90 % for
+training and the last 10 % for validation. Model (:func:`fnnet.models.gpt`):
+token + learned position embeddings, ``--layers`` pre-LayerNorm blocks of causal
+multi-head attention and a GELU MLP, a final LayerNorm, and the output projection
+tied to the token embedding. Next-character softmax cross-entropy averaged over
+(batch, time); AdamW (weight decay on kernels and tables only) with linear warmup
+and cosine decay, the global gradient norm clipped. Each step is one compiled
+:func:`fnnet.train_step`.
+
+It prints the training loss (mean over the steps since the last report) and the
+validation loss (over validation windows) in nats and bits per character,
+characters (tokens) per second, and a sample drawn from an explicit key.
+``--method autodiff`` trains the same model with ``jax.grad``'s gradients;
+``--memory lean`` uses the FlashAttention-style backward.
+
+Run ``python examples/char_gpt.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import jax
+import numpy as np
+
+import fnnet as fn
+from fnnet.demos import _common, text
+from fnnet.models import gpt
+
+QUICK = dict(steps=30, d_model=32, heads=2, layers=1, seq_len=16, batch_size=8, warmup=5,
+             eval_every=15, sample_len=40, val_windows=64)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog or "char_gpt.py",
+        description="Train a small character GPT on pydoc_data/topics.py (ships with Python; "
+                    "no download) and print losses, throughput and a sample.")
+    pi, pf = _common.positive_int, _common.positive_float
+    p.add_argument("--steps", type=pi, default=2000,
+                   help="training steps; the learning-rate schedule spans them (default 2000)")
+    p.add_argument("--seconds", type=pf, default=None,
+                   help="stop training after this many seconds (a fixed time budget)")
+    p.add_argument("--d-model", type=pi, default=128, help="width (default 128)")
+    p.add_argument("--heads", type=pi, default=4, help="attention heads (default 4)")
+    p.add_argument("--layers", type=pi, default=4, help="transformer blocks (default 4)")
+    p.add_argument("--seq-len", type=pi, default=128, help="characters per window (default 128)")
+    p.add_argument("--batch-size", type=pi, default=32, help="windows per step (default 32)")
+    p.add_argument("--lr", type=pf, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
+    p.add_argument("--warmup", type=pi, default=100, help="linear warmup steps (default 100)")
+    p.add_argument("--weight-decay", type=float, default=0.1,
+                   help="AdamW decoupled weight decay on kernels and tables (default 0.1)")
+    p.add_argument("--clip", type=pf, default=1.0, help="global gradient-norm clip (default 1)")
+    p.add_argument("--eval-every", type=pi, default=250, help="steps between reports (default 250)")
+    p.add_argument("--val-windows", type=pi, default=256,
+                   help="validation windows evaluated per report (default 256)")
+    p.add_argument("--memory", choices=("full", "lean"), default="full",
+                   help="attention backward: keep the probabilities (full) or recompute them "
+                        "in blocks (lean)")
+    p.add_argument("--method", choices=("manual", "autodiff"), default="manual",
+                   help="hand-written gradients (default) or jax.grad of the same forward")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
+    p.add_argument("--sample-len", type=pi, default=400, help="characters to sample (default 400)")
+    p.add_argument("--prompt", default="The ", help="text the sample starts from")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, batches and sampling")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run, for tests")
+    p.add_argument("--plot", metavar="FILE.png", type=_common.plot_path,
+                   help="save the loss curves (bits/char) to FILE.png")
+    return p
+
+
+def make_optimizer(args):
+    """Clip, then AdamW with warmup + cosine decay to a tenth of the peak over ``--steps``."""
+    steps = max(args.steps, args.warmup + 1)
+    schedule = fn.optim.warmup_cosine_decay_schedule(0.0, args.lr, args.warmup, steps,
+                                                     end_value=args.lr / 10)
+    return fn.optim.chain(fn.optim.clip_by_global_norm(args.clip),
+                          fn.optim.adamw(schedule, weight_decay=args.weight_decay,
+                                         mask=fn.optim.kernel_mask))
+
+
+def run(args) -> dict:
+    """Train as ``args`` say; returns the history, final losses and a sample."""
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    if args.d_model % args.heads:
+        raise _common.BadArgument(f"argument --heads: {args.heads} does not divide "
+                                  f"--d-model {args.d_model}")
+    corpus, vocab, prompt, train_ids, val = text.prepare(args)
+    model = gpt(len(vocab), args.seq_len, d_model=args.d_model, num_heads=args.heads,
+                num_layers=args.layers, memory=args.memory)
+    k_init, k_data, k_sample = jax.random.split(jax.random.key(args.seed), 3)
+    params = jax.jit(model.init, static_argnums=1)(k_init, (args.seq_len,))
+    n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+    print(f"char GPT: {len(corpus):,} characters of pydoc_data/topics.py, vocabulary "
+          f"{len(vocab)}; train {len(train_ids):,} / validation {len(corpus) - len(train_ids):,} "
+          f"({len(val[0])} windows per evaluation); {args.layers} blocks, d={args.d_model}, "
+          f"{args.heads} heads, context {args.seq_len}, {n_params:,} parameters (output "
+          f"projection tied to the embedding), {args.memory} attention backward; AdamW peak "
+          f"lr={args.lr} (warmup {args.warmup}, cosine), wd {args.weight_decay:g}, clip "
+          f"{args.clip:g}, batch {args.batch_size} x {args.seq_len}, {args.steps} steps"
+          + (f" or {args.seconds:g} s" if args.seconds else "") + f", method={args.method}")
+    result = text.train(model, fn.losses.softmax_cross_entropy, make_optimizer(args), params,
+                        train_ids, val, args, key=k_data)
+    result["model"] = model
+    return text.finish(result, lambda p, ids: fn.apply(model, p, ids), vocab, prompt, args,
+                       key=k_sample)
+
+
+def report(result) -> None:
+    text.report(result)
+
+
+def plot(result, path: str) -> str:
+    """Save the train and validation loss curves (bits per character) to ``path``."""
+    return text.plot(result, path, "char GPT")
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    return _common.demo_main(build_parser, run, report, plot, argv, prog)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""Whole models built from fnnet's layers: ``gpt``."""
+
+from .gpt import gpt
+
+__all__ = ["gpt"]

@@ -1,0 +1,189 @@
+"""Learning rules other than backprop: layers whose backward is NOT the true VJP, on purpose.
+
+Each wrapper keeps a layer's forward and replaces its backward. Such a layer
+carries ``fwd.fnnet_rule`` (the rule's name, read by :func:`fnnet.check_grads`,
+:func:`fnnet.check_layer` and :func:`fnnet.gradient_diagnostics`, which report
+the difference as intended, not as a failure) and ``fwd.fnnet_true_bwd`` (the
+true VJP, used to measure how far the rule's updates are from the gradient).
+
+==========================  =======================  ===========================  ==============
+rule                        forward                  backward (the rule)          true backward
+==========================  =======================  ===========================  ==============
+feedback_alignment(Dense)   y = x W + b              dW = x^T dy, db = sum dy,    dx = dy W^T
+                                                     dx = dy B^T (B fixed, random)
+straight_through(f)         y = f(x) (sign, round)   dx = dy                      dx = dy f'(x)
+SignSTE, RoundSTE           sign(x), round(x)        dx = dy                      dx = 0
+GradientReversal(scale)     y = x                    dx = -scale dy               dx = dy
+==========================  =======================  ===========================  ==============
+
+**Feedback alignment** (Lillicrap et al. 2016): the error is sent backward
+through a fixed random matrix ``B`` (shape of ``W``) instead of ``W^T``; the
+forward weights come to align with ``B`` during training. ``B`` is drawn from
+the explicit ``key`` given to :func:`feedback_alignment` (with ``b_init``,
+glorot-uniform by default, at ``W``'s shape and dtype) each time the backward
+runs: a pure function of the key, never stored in params (the optimizer must
+not train it) and never hidden state. The layer's own ``dW`` and ``db`` are the
+true ones for the ``dy`` it receives; only the ``dx`` it sends on differs.
+
+**Straight-through estimator** (Bengio et al. 2013): a quantiser's derivative
+is 0 almost everywhere; the STE passes ``dy`` through unchanged.
+
+**Gradient reversal** (Ganin & Lempitsky 2015): identity forward, ``-scale dy``
+backward (domain-adversarial training).
+
+**Direct feedback alignment** (Nokland 2016) is left out: it sends the output
+error straight to every hidden layer, which does not fit a chain of layer-local
+VJPs (a layer's ``bwd`` only ever sees its own ``dy``).
+
+:func:`alignment_angles` measures, per layer, the angle between the rule's
+update and the true gradient (both computed by hand on one batch).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+from .combinators import flat_layers
+from .core import Layer, Loss, named
+from .grad import require_key
+from .initializers import glorot_uniform
+
+__all__ = ["feedback_alignment", "straight_through", "SignSTE", "RoundSTE", "GradientReversal",
+           "alignment_angles", "rule_grads"]
+
+
+def _mark(layer: Layer, rule: str, true_bwd) -> Layer:
+    layer.fwd.fnnet_rule = rule
+    layer.fwd.fnnet_true_bwd = true_bwd
+    return layer
+
+
+def feedback_alignment(layer: Layer, key, *, b_init=glorot_uniform) -> Layer:
+    """``layer`` (a :func:`fnnet.Dense`) with the feedback-alignment backward
+    ``dx = dy B^T``, ``B = b_init(key, W.shape, W.dtype)`` fixed by ``key``.
+
+    Params, forward and ``dW``, ``db`` are the Dense layer's own; per-example
+    gradients (:mod:`fnnet.per_example`) work as for Dense.
+    """
+    if not isinstance(layer, Layer) or not layer.name.startswith("Dense("):
+        raise TypeError(f"feedback_alignment: expects a Dense layer (e.g. fn.Dense(64)), got "
+                        f"{layer!r}")
+    try:
+        jax.random.key_data(key)
+    except (TypeError, ValueError):
+        raise TypeError(f"feedback_alignment: key must be a jax.random key (the fixed random "
+                        f"feedback matrix is drawn from it), got {key!r}") from None
+    name, feedback_key = f"feedback_alignment({layer.name})", key
+
+    def fwd(params, x, *, key=None):
+        return layer.fwd(params, x, key=key)
+
+    def bwd(res, dy):
+        x, w = res
+        # Dense's bwd with B in W's place: the same dW, db; dx = dy B^T
+        return layer.bwd((x, b_init(feedback_key, w.shape, w.dtype)), dy)
+
+    for attr in ("fnnet_per_example", "fnnet_sqnorm"):  # dW, db are Dense's own
+        if hasattr(layer.fwd, attr):
+            setattr(fwd, attr, getattr(layer.fwd, attr))
+    return _mark(named(name, layer.init, fwd, bwd), "feedback alignment", layer.bwd)
+
+
+def _no_params(key, input_shape):
+    del key, input_shape
+    return ()
+
+
+def straight_through(f, name: str, *, true_derivative=None) -> Layer:
+    """A parameter-free layer ``y = f(x)`` (elementwise) whose backward is the identity.
+
+    ``true_derivative(x) -> f'(x)`` is the true VJP's factor (default 0, as for
+    sign and rounding); it is only used to measure the rule against the truth.
+    """
+
+    def fwd(params, x, *, key=None):
+        _checks.floating(name, x)
+        return f(x).astype(x.dtype), x
+
+    def bwd(x, dy):
+        return (), dy
+
+    def true_bwd(x, dy):
+        d = jnp.zeros_like(x) if true_derivative is None else true_derivative(x)
+        return (), (dy * d).astype(dy.dtype)
+
+    return _mark(named(name, _no_params, fwd, bwd), "straight-through estimator", true_bwd)
+
+
+SignSTE = straight_through(jnp.sign, "SignSTE")
+RoundSTE = straight_through(jnp.round, "RoundSTE")
+
+
+def GradientReversal(scale: float = 1.0) -> Layer:
+    """Identity forward; backward ``dx = -scale * dy`` (params ``()``)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale):
+        raise ValueError(f"GradientReversal: scale must be a finite number, got {scale!r}")
+    scale = float(scale)
+    name = f"GradientReversal({scale:g})"
+
+    def fwd(params, x, *, key=None):
+        _checks.floating(name, x)
+        return x, None
+
+    def bwd(res, dy):
+        return (), (-scale * dy).astype(dy.dtype)
+
+    return _mark(named(name, _no_params, fwd, bwd), "gradient reversal", lambda res, dy: ((), dy))
+
+
+# --- measuring a rule against the gradient -----------------------------------------------
+
+def rule_grads(model: Layer, loss: Loss, params, x, y, *, key=None):
+    """``(value, rule_grads, true_grads)``: the manual gradient as the rules make it and the
+    true gradient (every rule layer's ``fnnet_true_bwd`` instead), from ONE forward.
+
+    Rule layers are found among the ``serial`` leaves of ``model``. No autodiff.
+    """
+    require_key(model, key, "rule_grads")
+    entries = flat_layers(model, params, key)
+    h, residuals = x, []
+    for _, layer, p, k in entries:
+        h, r = layer.fwd(p, h, key=k)
+        residuals.append(r)
+    value, lres = loss.fwd(h, y)
+    dout = loss.bwd(lres, jnp.ones((), value.dtype))
+
+    def backward(true):
+        grads, dy = [None] * len(entries), dout
+        for i in reversed(range(len(entries))):
+            layer = entries[i][1]
+            bwd = getattr(layer.fwd, "fnnet_true_bwd", layer.bwd) if true else layer.bwd
+            grads[i], dy = bwd(residuals[i], dy)
+        return grads
+
+    return value, backward(False), backward(True)
+
+
+def alignment_angles(model: Layer, loss: Loss, params, x, y, *, key=None):
+    """``(L,)`` float array: for each ``serial`` leaf layer, the angle in degrees between
+    the rule's update (the manual gradient of its params) and the true gradient.
+
+    0 means the rule follows the gradient exactly, 90 orthogonal (no descent), above
+    90 uphill; NaN for layers without params or with a zero gradient. Jit-able.
+    """
+    _, rule, true = rule_grads(model, loss, params, x, y, key=key)
+    out = []
+    for g, t in zip(rule, true):
+        gl, tl = jax.tree.leaves(g), jax.tree.leaves(t)
+        if not gl:
+            out.append(jnp.full((), jnp.nan, jnp.float32))
+            continue
+        dot = sum(jnp.vdot(a, b) for a, b in zip(gl, tl))
+        na = jnp.sqrt(sum(jnp.vdot(a, a) for a in gl))
+        nb = jnp.sqrt(sum(jnp.vdot(b, b) for b in tl))
+        cos = jnp.clip(dot / (na * nb), -1.0, 1.0)
+        out.append(jnp.degrees(jnp.arccos(cos)).astype(jnp.float32))
+    return jnp.stack(out)
