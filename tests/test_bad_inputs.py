@@ -217,6 +217,12 @@ def test_every_activation_keeps_nan():
         np.testing.assert_array_equal(np.isnan(y), nan_where, err_msg=layer.name)
 
 
+def test_dropout_keeps_nan_in_dropped_units_too():
+    x = jnp.full((2, 64), jnp.nan)
+    y, mask = fn.Dropout(0.5).fwd((), x, key=KEY)
+    assert not bool(mask.all()) and bool(jnp.isnan(y).all())   # dropped units stay NaN
+
+
 @pytest.mark.parametrize("layer", [fn.Relu, fn.LeakyRelu(0.1)], ids=lambda l: l.name)
 def test_relu_keeps_nan_and_matches_autodiff_at_the_kink(layer):
     x = jnp.array([[jnp.nan, 0.0, -0.0, -1.0, 2.0]])

@@ -94,9 +94,6 @@ def plot(result, path: str) -> str:
     return text.plot(result, path, "char LSTM")
 
 
-# the char-GPT demo imports this name
-_throughput = text.throughput
-
 
 def main(argv=None, prog: str | None = None) -> int:
     return _common.demo_main(build_parser, run, report, plot, argv, prog)

@@ -99,18 +99,17 @@ def report(result) -> None:
 
 
 def plot(result, path: str) -> str:
-    plt = _common.require("matplotlib.pyplot", "--plot")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from fnnet import plotting
+
+    fig = plotting.new_figure(width=6.0)
+    ax = fig.axes[0]
     for name, accs in result["runs"].items():
         label = name if isinstance(name, str) else f"sigma = {name:g}"
         ax.plot(np.arange(1, len(accs) + 1), 100 * accs, label=label,
                 ls="--" if isinstance(name, str) else "-")
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="DP-SGD on breast cancer")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, path)
 
 
 def main(argv=None, prog: str | None = None) -> int:

@@ -113,8 +113,10 @@ def report(result) -> None:
 
 
 def plot(result, path: str) -> str:
-    plt = _common.require("matplotlib.pyplot", "--plot")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    from fnnet import plotting
+
+    fig = plotting.new_figure(ncols=2)
+    ax1, ax2 = fig.axes
     ep = np.arange(1, result["epochs"] + 1)
     for name in ("backprop", "feedback alignment"):
         ax1.plot(ep, 100 * result[name]["test_accuracy"], label=name)
@@ -125,12 +127,9 @@ def plot(result, path: str) -> str:
         ax2.plot(ep, angles[:, j], label=label)
     ax2.axhline(90, color="gray", lw=0.5)
     ax2.set(xlabel="epoch", ylabel="degrees", ylim=(0, 95),
-            title="feedback alignment: angle of the update to the gradient")
+            title="feedback alignment: update vs gradient angle")
     ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, path)
 
 
 def main(argv=None, prog: str | None = None) -> int:

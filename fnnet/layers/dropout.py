@@ -3,8 +3,11 @@
 Forward and backward, with a Bernoulli keep-mask ``m`` (``P(m = 1) = 1 - rate``)
 drawn from the key, and ``s = 1 / (1 - rate)``::
 
-    training (key given):   y = where(m, s x, 0)        dx = where(m, s dy, 0)
+    training (key given):   y = x (s m)                 dx = dy (s m)
     inference (key=None):   y = x                       dx = dy
+
+Written as a product (not ``where(m, s x, 0)``) so that a NaN in the input stays
+NaN even in a dropped unit, as in PyTorch: a NaN is never silently erased.
 
 The surviving units are scaled by ``s`` in training so that ``E[y] = x`` and
 inference needs no rescaling (PyTorch's ``nn.Dropout``, ``jax.example_libraries.stax``).
@@ -39,11 +42,11 @@ def Dropout(rate: float) -> Layer:
         if key is None:
             return x, None
         mask = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
-        return jnp.where(mask, x * scale, 0).astype(x.dtype), mask
+        return x * (mask * scale).astype(x.dtype), mask
 
     def bwd(mask, dy):
         if mask is None:
             return (), dy
-        return (), jnp.where(mask, dy * scale, 0).astype(dy.dtype)
+        return (), dy * (mask * scale).astype(dy.dtype)
 
     return named(name, no_params, fwd, bwd, needs_key=True)
