@@ -22,7 +22,7 @@ import numpy as np
 import fnnet as fn
 
 from . import peers
-from .timing import block, interleaved, paired, ratio
+from .timing import block, interleaved, paired, step_rows
 
 
 def lstm_sizes(quick: bool) -> dict:
@@ -149,20 +149,7 @@ def _run(cfg, title, model, params, x, labels, torch_factory, torch_inputs, size
             fns["PyTorch eager cpu, 1 thread"] = lambda: tm1.step(tx, tl)
     t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
     pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
-    ref = t["fnnet manual"]
-    rows = []
-    for name, res in t.items():
-        r = {"impl": name, "time_s": {k: v for k, v in res.items() if k != "rounds"},
-             "rounds_s": res["rounds"], "per_s": 1.0 / res["median"],
-             "ratio_ref_over_this": ratio(ref, res)}
-        if name in mem:
-            r["memory"] = mem[name]
-        rows.append(r)
-    temp = {k: v["temp"] for k, v in mem.items()}
-    notes.append("compiled temp memory: " + ", ".join(f"{k} {v / 2**20:.1f} MiB"
-                                                       for k, v in temp.items()))
-    notes.append("loss at the first step (same weights): " + ", ".join(
-        f"{k} {v:.6f}" for k, v in first_loss.items()))
+    rows, temp = step_rows(t, mem, first_loss, notes)
     return {"title": title, "rows": rows, "sizes": sizes, "memory": mem,
             "temp_ratio_manual_over_autodiff": temp["fnnet manual"] / temp["fnnet autodiff"],
             "manual_over_autodiff_paired": pair, "first_step_loss": first_loss, "notes": notes}

@@ -122,3 +122,27 @@ def paired(fa: Callable[[], object], fb: Callable[[], object], *, pairs: int) ->
         ta.append(a)
         tb.append(b)
     return {**summary(ratios), "a_s": statistics.median(ta), "b_s": statistics.median(tb)}
+
+
+def step_rows(times: dict, memory: dict, first_loss: dict, notes: list, *,
+              per_example: float | None = None) -> tuple[list, dict]:
+    """Result rows of a train-step case (times relative to ``"fnnet manual"``), and the
+    compiled temp memory per implementation; appends the memory and first-loss notes.
+    ``per_example``: items per step (e.g. tokens), reported as ``tokens_per_s``."""
+    ref = times["fnnet manual"]
+    rows = []
+    for name, res in times.items():
+        r = {"impl": name, "time_s": {k: v for k, v in res.items() if k != "rounds"},
+             "rounds_s": res["rounds"], "per_s": 1.0 / res["median"],
+             "ratio_ref_over_this": ratio(ref, res)}
+        if per_example is not None:
+            r["tokens_per_s"] = per_example / res["median"]
+        if name in memory:
+            r["memory"] = memory[name]
+        rows.append(r)
+    temp = {k: v["temp"] for k, v in memory.items()}
+    notes.append("compiled temp memory: " + ", ".join(f"{k} {v / 2**20:.1f} MiB"
+                                                       for k, v in temp.items()))
+    notes.append("loss at the first step (same weights): " + ", ".join(
+        f"{k} {v:.6f}" for k, v in first_loss.items()))
+    return rows, temp

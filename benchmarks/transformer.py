@@ -21,7 +21,7 @@ import fnnet as fn
 from fnnet.models import gpt
 
 from . import peers
-from .timing import block, interleaved, paired, ratio
+from .timing import block, interleaved, paired, ratio, step_rows
 
 
 def _memory(compiled) -> dict:
@@ -145,21 +145,7 @@ def case_gpt(cfg, device) -> dict:
             fns["PyTorch eager cpu, 1 thread"] = lambda: tg1.step(tids, tlab)
     t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
     pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
-    ref = t["fnnet manual"]
-    tokens = s["batch"] * s["T"]
-    rows = []
-    for name, res in t.items():
-        r = {"impl": name, "time_s": {k: v for k, v in res.items() if k != "rounds"},
-             "rounds_s": res["rounds"], "per_s": 1.0 / res["median"],
-             "tokens_per_s": tokens / res["median"], "ratio_ref_over_this": ratio(ref, res)}
-        if name in mem:
-            r["memory"] = mem[name]
-        rows.append(r)
-    temp = {k: v["temp"] for k, v in mem.items()}
-    notes.append("compiled temp memory: " + ", ".join(f"{k} {v / 2**20:.1f} MiB"
-                                                       for k, v in temp.items()))
-    notes.append("loss at the first step (same weights): " + ", ".join(
-        f"{k} {v:.6f}" for k, v in first_loss.items()))
+    rows, temp = step_rows(t, mem, first_loss, notes, per_example=s["batch"] * s["T"])
     return {"title": f"7. GPT train step: d={s['d']}, {s['heads']} heads, {s['layers']} blocks, "
                      f"T={s['T']}, batch {s['batch']}, vocab {s['vocab']}, AdamW",
             "rows": rows, "sizes": s, "memory": mem,
