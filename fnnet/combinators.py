@@ -49,7 +49,7 @@ from .shapes import (abstract_batch, check_shape_tree, is_shape, output_aval, ou
 from .state import children_state_rule, init_state, update_state, with_state
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "residual",
-           "output_shape", "flat_layers", "layer_keys", "children"]
+           "output_shape", "flat_layers", "layer_keys"]
 
 
 def _raise_with_position(err: Exception, i: int, layer: Layer, outer: str):
@@ -117,11 +117,6 @@ def _compose(name, init, fwd, bwd, layers, *, route, input_dtype=None):
     if any(l.has_state for l in layers):
         with_state(layer, *children_state_rule(layers, tuple, tuple))
     return layer
-
-
-def children(model: Layer):
-    """The child layers of a combinator (``()`` for a leaf layer)."""
-    return getattr(model.fwd, "fnnet_layers", ())
 
 
 def serial(*layers: Layer) -> Layer:

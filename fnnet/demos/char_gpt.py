@@ -41,33 +41,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     pi, pf = _common.positive_int, _common.positive_float
     p.add_argument("--steps", type=pi, default=2000,
                    help="training steps; the learning-rate schedule spans them (default 2000)")
-    p.add_argument("--seconds", type=pf, default=None,
-                   help="stop training after this many seconds (a fixed time budget)")
     p.add_argument("--d-model", type=pi, default=128, help="width (default 128)")
     p.add_argument("--heads", type=pi, default=4, help="attention heads (default 4)")
     p.add_argument("--layers", type=pi, default=4, help="transformer blocks (default 4)")
-    p.add_argument("--seq-len", type=pi, default=128, help="characters per window (default 128)")
-    p.add_argument("--batch-size", type=pi, default=32, help="windows per step (default 32)")
     p.add_argument("--lr", type=pf, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
     p.add_argument("--warmup", type=pi, default=100, help="linear warmup steps (default 100)")
     p.add_argument("--weight-decay", type=float, default=0.1,
                    help="AdamW decoupled weight decay on kernels and tables (default 0.1)")
-    p.add_argument("--clip", type=pf, default=1.0, help="global gradient-norm clip (default 1)")
-    p.add_argument("--eval-every", type=pi, default=250, help="steps between reports (default 250)")
-    p.add_argument("--val-windows", type=pi, default=256,
-                   help="validation windows evaluated per report (default 256)")
     p.add_argument("--memory", choices=("full", "lean"), default="full",
                    help="attention backward: keep the probabilities (full) or recompute them "
                         "in blocks (lean)")
-    p.add_argument("--method", choices=("manual", "autodiff"), default="manual",
-                   help="hand-written gradients (default) or jax.grad of the same forward")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
-    p.add_argument("--sample-len", type=pi, default=400, help="characters to sample (default 400)")
-    p.add_argument("--prompt", default="The ", help="text the sample starts from")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, batches and sampling")
-    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run, for tests")
-    p.add_argument("--plot", metavar="FILE.png", type=_common.plot_path,
-                   help="save the loss curves (bits/char) to FILE.png")
+    text.add_run_flags(p, seq_len=128, val_windows=256)
     return p
 
 
@@ -89,7 +73,7 @@ def run(args) -> dict:
     if args.d_model % args.heads:
         raise _common.BadArgument(f"argument --heads: {args.heads} does not divide "
                                   f"--d-model {args.d_model}")
-    corpus, vocab, prompt, train_ids, val = text.prepare(args)
+    data = corpus, vocab, _, train_ids, val = text.prepare(args)
     model = gpt(len(vocab), args.seq_len, d_model=args.d_model, num_heads=args.heads,
                 num_layers=args.layers, memory=args.memory)
     k_init, k_data, k_sample = jax.random.split(jax.random.key(args.seed), 3)
@@ -103,11 +87,8 @@ def run(args) -> dict:
           f"lr={args.lr} (warmup {args.warmup}, cosine), wd {args.weight_decay:g}, clip "
           f"{args.clip:g}, batch {args.batch_size} x {args.seq_len}, {args.steps} steps"
           + (f" or {args.seconds:g} s" if args.seconds else "") + f", method={args.method}")
-    result = text.train(model, fn.losses.softmax_cross_entropy, make_optimizer(args), params,
-                        train_ids, val, args, key=k_data)
-    result["model"] = model
-    return text.finish(result, lambda p, ids: fn.apply(model, p, ids), vocab, prompt, args,
-                       key=k_sample)
+    return text.train_and_sample(model, make_optimizer(args), params, data, args,
+                                 train_key=k_data, sample_key=k_sample)
 
 
 def report(result) -> None:

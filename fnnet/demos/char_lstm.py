@@ -37,24 +37,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     "(ships with Python; no download) and print losses and a sample.")
     pi, pf = _common.positive_int, _common.positive_float
     p.add_argument("--steps", type=pi, default=3000, help="training steps (default 3000)")
-    p.add_argument("--seconds", type=pf, default=None,
-                   help="stop training after this many seconds (a fixed time budget)")
     p.add_argument("--hidden", type=pi, default=256, help="LSTM units (default 256)")
     p.add_argument("--embed", type=pi, default=64, help="embedding size (default 64)")
-    p.add_argument("--seq-len", type=pi, default=64, help="characters per window (default 64)")
-    p.add_argument("--batch-size", type=pi, default=32, help="windows per step (default 32)")
     p.add_argument("--lr", type=pf, default=3e-3, help="Adam learning rate (default 3e-3)")
-    p.add_argument("--clip", type=pf, default=1.0, help="global gradient-norm clip (default 1)")
-    p.add_argument("--eval-every", type=pi, default=250, help="steps between reports (default 250)")
-    p.add_argument("--method", choices=("manual", "autodiff"), default="manual",
-                   help="hand-written gradients (default) or jax.grad of the same forward")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
-    p.add_argument("--sample-len", type=pi, default=400, help="characters to sample (default 400)")
-    p.add_argument("--prompt", default="The ", help="text the sample starts from")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, batches and sampling")
-    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run, for tests")
-    p.add_argument("--plot", metavar="FILE.png", type=_common.plot_path,
-                   help="save the loss curves (bits/char) to FILE.png")
+    text.add_run_flags(p, seq_len=64, val_windows=None)
     return p
 
 
@@ -67,7 +53,7 @@ def run(args) -> dict:
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
-    corpus, vocab, prompt, train_ids, val = text.prepare(args)
+    data = corpus, vocab, _, train_ids, val = text.prepare(args)
     print(f"char LSTM: {len(corpus):,} characters of pydoc_data/topics.py, vocabulary "
           f"{len(vocab)}; train {len(train_ids):,} / validation {len(corpus) - len(train_ids):,} "
           f"({len(val[0])} windows); Embedding({len(vocab)}, {args.embed})-LSTM({args.hidden})-"
@@ -78,11 +64,8 @@ def run(args) -> dict:
     opt = fn.optim.chain(fn.optim.clip_by_global_norm(args.clip), fn.optim.adam(args.lr))
     k_init, k_data, k_sample = jax.random.split(jax.random.key(args.seed), 3)
     params = model.init(k_init, (args.seq_len,))
-    result = text.train(model, fn.losses.softmax_cross_entropy, opt, params, train_ids, val,
-                        args, key=k_data)
-    result["model"] = model
-    return text.finish(result, lambda p, ids: fn.apply(model, p, ids), vocab, prompt, args,
-                       key=k_sample)
+    return text.train_and_sample(model, opt, params, data, args, train_key=k_data,
+                                 sample_key=k_sample)
 
 
 def report(result) -> None:

@@ -236,14 +236,51 @@ def throughput(step, params, opt_state, batch, args, done: int) -> float:
     return n * args.batch_size * args.seq_len / (time.perf_counter() - t0)
 
 
-def finish(result: dict, logits_fn, vocab, prompt, args, *, key) -> dict:
-    """Add ``sample`` (the prompt and ``args.sample_len`` sampled characters) and
-    ``temperature`` to ``result``; ``logits_fn(params, ids) -> logits``."""
+def train_and_sample(model, opt, params, data, args, *, train_key, sample_key) -> dict:
+    """:func:`train` a character model with softmax cross-entropy on ``data`` (what
+    :func:`prepare` returns), then add ``model``, ``sample`` (the prompt and
+    ``args.sample_len`` sampled characters) and ``temperature`` to the result."""
+    import fnnet as fn
+
+    _, vocab, prompt, train_ids, val = data
+    result = train(model, fn.losses.softmax_cross_entropy, opt, params, train_ids, val, args,
+                   key=train_key)
     params = result["params"]
-    ids = sample(lambda w: logits_fn(params, w), prompt, args.sample_len, key,
+    ids = sample(lambda w: fn.apply(model, params, w), prompt, args.sample_len, sample_key,
                  context=args.seq_len, temperature=args.temperature)
-    result.update(sample=args.prompt + vocab.decode(ids), temperature=args.temperature)
+    result.update(model=model, sample=args.prompt + vocab.decode(ids),
+                  temperature=args.temperature)
     return result
+
+
+def add_run_flags(p, *, seq_len: int, val_windows: int | None):
+    """The flags both character demos share (budget, batches, reports, sampling, plot)."""
+    from ._common import plot_path, positive_float, positive_int
+
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help="stop training after this many seconds (a fixed time budget)")
+    p.add_argument("--seq-len", type=positive_int, default=seq_len,
+                   help=f"characters per window (default {seq_len})")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="windows per step (default 32)")
+    p.add_argument("--clip", type=positive_float, default=1.0,
+                   help="global gradient-norm clip (default 1)")
+    p.add_argument("--eval-every", type=positive_int, default=250,
+                   help="steps between reports (default 250)")
+    p.add_argument("--val-windows", type=positive_int, default=val_windows,
+                   help="validation windows evaluated per report (default "
+                        f"{val_windows or 'all: the whole validation text'})")
+    p.add_argument("--method", choices=("manual", "autodiff"), default="manual",
+                   help="hand-written gradients (default) or jax.grad of the same forward")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature (0: greedy)")
+    p.add_argument("--sample-len", type=positive_int, default=400,
+                   help="characters to sample (default 400)")
+    p.add_argument("--prompt", default="The ", help="text the sample starts from")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, batches and sampling")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run, for tests")
+    p.add_argument("--plot", metavar="FILE.png", type=plot_path,
+                   help="save the loss curves (bits/char) to FILE.png")
 
 
 def report(result: dict) -> None:
