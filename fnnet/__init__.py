@@ -37,6 +37,7 @@ from .layers import BatchNorm, Unembed
 from .layers import GRU, LSTM, Conv1D, ConvTranspose2D, Embedding, SimpleRNN
 from .metrics import evaluate, predict
 from . import dp, rules
+from . import distributed
 from .second_order import hvp
 from .per_example import per_example_grad_norms, per_example_grads
 from .regularizers import l2
@@ -67,5 +68,5 @@ __all__ = [
     "mixed_precision", "MixedPrecisionParams",
     # modules
     "checkpoint", "diagnostics", "initializers", "losses", "metrics", "optim", "sharding", "state",
-    "models", "dp", "rules",
+    "models", "dp", "rules", "distributed",
 ]

@@ -21,7 +21,6 @@ __all__ = ["is_shape", "check_shape_tree", "abstract_batch", "output_aval", "out
            "shape_tree"]
 
 BATCH = 2
-_KEY = jax.random.key(0)
 
 
 def is_shape(s) -> bool:
@@ -62,7 +61,7 @@ def abstract_batch(input_shape, dtype=None):
 
 def output_aval(layer, params, aval):
     """Abstract output of ``layer`` (training mode) for the abstract batch ``aval``."""
-    return jax.eval_shape(lambda p, x: layer.fwd(p, x, key=_KEY)[0], params, aval)
+    return jax.eval_shape(lambda p, x: layer.fwd(p, x, key=jax.random.key(0))[0], params, aval)
 
 
 def shape_tree(aval):

@@ -122,8 +122,11 @@ def _stateful(model) -> bool:
     return bool(getattr(model, "has_state", False))
 
 
-def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None):
-    """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``."""
+def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None):
+    """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``.
+
+    ``layout`` (:class:`fnnet.sharding.Layout`): keep gradients, params and optimizer
+    state in their shardings (e.g. FSDP's), so XLA reduce-scatters the gradients."""
     kwargs = {} if regularizer is None else {"regularizer": regularizer}
     vg = value_and_grad(model, loss, method=method, **kwargs)
     stateful = _stateful(model)
@@ -133,8 +136,14 @@ def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None)
             value, grads, state = vg(params, x, y, key=key, state=state)
         else:
             value, grads = vg(params, x, y, key=key)
+        if layout is not None:
+            grads = layout.constrain("params", grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return apply_updates(params, updates), opt_state, state, value
+        params = apply_updates(params, updates)
+        if layout is not None:
+            params = layout.constrain("params", params)
+            opt_state = layout.constrain("opt_state", opt_state)
+        return params, opt_state, state, value
 
     return step
 
@@ -145,18 +154,19 @@ class _StepConfig(NamedTuple):
     optimizer: Any
     method: str
     regularizer: Any
+    layout: Any = None          # fnnet.sharding.Layout of a sharded (params, opt_state)
 
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _compiled_step(params, opt_state, state, x, y, key, hparams, *, cfg):
     opt = _build_optimizer(cfg.optimizer, hparams)
     reg = None if cfg.regularizer is None else cfg.regularizer.obj
-    step = _step_fn(cfg.model.obj, cfg.loss.obj, opt, cfg.method, reg)
+    step = _step_fn(cfg.model.obj, cfg.loss.obj, opt, cfg.method, reg, cfg.layout)
     return step(params, opt_state, state, x, y, key)
 
 
 def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", mesh=None,
-               regularizer=None):
+               regularizer=None, sharding=None):
     """Return ``step(params, opt_state, x, y, *, key=None, state=None)``.
 
     ``step`` returns ``(params, opt_state, loss)``, or ``(params, opt_state,
@@ -175,6 +185,9 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
     ``mesh`` (a ``jax.sharding.Mesh``): data parallelism. The batch is split
     over the mesh's devices and the params/state replicated (see
     :mod:`fnnet.sharding`); the batch size must be a multiple of ``mesh.size``.
+    ``sharding`` (with ``mesh``): where params and optimizer state live:
+    ``"replicated"`` (default), ``"fsdp"``, ``"tensor"`` or a policy object of
+    :mod:`fnnet.sharding`; the returned params and state stay placed so.
     """
     check_method(method)
     check_optimizer_object(optimizer, "train_step")
@@ -182,26 +195,31 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
     cfg = _StepConfig(keyed(model), keyed(loss), static, method,
                       None if regularizer is None else keyed(regularizer))
     stateful = _stateful(model)
-    if mesh is not None:
-        _sharding.check_mesh(mesh, "train_step")
+    policy = _sharding.check_policy(mesh, sharding, "train_step")
+
+    def arguments(params, opt_state, x, y, key, state):
+        """The compiled step's arguments, placed on the mesh (if any), and its config."""
+        hp, c = hparams, cfg
+        if mesh is not None:
+            params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state)
+            key, state, hp = _sharding.replicate(mesh, (key, state, hp))
+            x, y = _sharding.shard_batch(mesh, (x, y), "train_step", policy)
+            c = cfg._replace(layout=layout)
+        return (params, opt_state, state if stateful else (), x, y, key, hp), c
 
     def step(params, opt_state, x, y, *, key=None, state=None):
         require_key(model, key, "train_step")
         check_state_arg(model, state, "train_step")
         check_data(x, y, "train_step")
-        hp = hparams
-        if mesh is not None:
-            params, opt_state, key, state, hp = _sharding.replicate(
-                mesh, (params, opt_state, key, state, hp))
-            x, y = _sharding.shard_batch(mesh, (x, y), "train_step")
-        params, opt_state, new_state, value = _compiled_step(
-            params, opt_state, state if stateful else (), x, y, key, hp, cfg=cfg)
+        args, c = arguments(params, opt_state, x, y, key, state)
+        params, opt_state, new_state, value = _compiled_step(*args, cfg=c)
         return (params, opt_state, value, new_state) if stateful else (params, opt_state, value)
 
     def lower(params, opt_state, x, y, *, key=None, state=None):
-        """``jax.jit``'s ``lower`` of the compiled step at these arguments (for inspection)."""
-        return _compiled_step.lower(params, opt_state, state if stateful else (), x, y, key,
-                                    hparams, cfg=cfg)
+        """``jax.jit``'s ``lower`` of the compiled step at these arguments (for inspection;
+        placed on the mesh as ``step`` places them)."""
+        args, c = arguments(params, opt_state, x, y, key, state)
+        return _compiled_step.lower(*args, cfg=c)
 
     step.lower = lower
     return step
@@ -210,7 +228,7 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
 # --- one epoch -----------------------------------------------------------------------
 
 def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: str,
-             batch_sharding=None, regularizer=None):
+             batch_sharding=None, regularizer=None, layout=None):
     """``epoch((params, opt_state, state), key) -> ((params, opt_state, state), mean_loss)``.
 
     Full batch: one step on ``(x, y)`` with ``key``. Minibatches: a permutation
@@ -218,7 +236,7 @@ def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: st
     ``batch_sharding`` each minibatch is constrained to it (data parallelism).
     ``state`` is the layer state (``()`` for a stateless model).
     """
-    step = _step_fn(model, loss, optimizer, method, regularizer)
+    step = _step_fn(model, loss, optimizer, method, regularizer, layout)
     n = x.shape[0]
 
     def full_batch_epoch(carry, k):
@@ -289,6 +307,7 @@ class _LoopConfig(NamedTuple):
     regularizer: Any
     batch_sharding: Any
     buffer: int
+    layout: Any = None      # fnnet.sharding.Layout of a sharded (params, opt_state)
 
 
 def _loop(cfg: _LoopConfig, params, opt_state, state, stop, best, x, y, val, key, hparams, end,
@@ -303,7 +322,7 @@ def _loop(cfg: _LoopConfig, params, opt_state, state, stop, best, x, y, val, key
         optimizer = _build_optimizer(cfg.optimizer, hparams)
     reg = None if cfg.regularizer is None else cfg.regularizer.obj
     epoch = epoch_fn(model, loss, optimizer, x, y, batch_size=cfg.batch_size, method=cfg.method,
-                     batch_sharding=cfg.batch_sharding, regularizer=reg)
+                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout)
     val_metrics = ("loss",) + cfg.metrics if cfg.validation else ()
     watch = cfg.rules or cfg.debug or cfg.restore_best
     start = stop.epoch
@@ -611,7 +630,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         validation=None, metrics=("loss",), tol: float | None = None,
         patience: int | None = None, min_delta: float = 0.0, restore_best: bool = False,
         verbose: bool = False, chunk_size: int | None = None, mesh=None, debug: bool = False,
-        initial_epoch: int = 0, log=None, regularizer=None, state=None):
+        initial_epoch: int = 0, log=None, regularizer=None, state=None, sharding=None):
     """Train for up to ``epochs`` epochs in compiled code.
 
     Args:
@@ -647,6 +666,8 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
       chunk_size: epochs per compiled call (default: about 100 updates of the bar
         or the log, the whole run in one call when quiet).
       mesh: a ``jax.sharding.Mesh`` for data parallelism (see :mod:`fnnet.sharding`).
+      sharding: with ``mesh``, where params and optimizer state live: ``"replicated"``
+        (default), ``"fsdp"``, ``"tensor"`` or a policy of :mod:`fnnet.sharding`.
       debug: stop at the first epoch whose loss is non-finite and raise
         ``FloatingPointError`` with :func:`fnnet.find_nonfinite`'s report on the
         params from the START of that epoch (the full training set, that epoch's key).
@@ -696,22 +717,23 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
     writer = runlog.open_log(log, "fit", append=initial_epoch > 0) if log is not None else None
 
     static, hparams = _optimizer_parts(optimizer)
-    batch_sharding = None
+    batch_sharding = layout = None
+    policy = _sharding.check_policy(mesh, sharding, "fit")
     if mesh is not None:
-        _sharding.check_mesh(mesh, "fit")
         if batch_size is not None:
-            _sharding.check_divisible(batch_size, mesh, "fit", "batch_size")
+            _sharding.check_divisible(batch_size, mesh, "fit", "batch_size", policy)
         else:
-            _sharding.check_divisible(x.shape[0], mesh, "fit", "full batch")
-        params, opt_state, key, layer_state, hparams = _sharding.replicate(
-            mesh, (params, opt_state, key, layer_state, hparams))
-        if batch_size is None or x.shape[0] % mesh.size == 0:
-            x, y = _sharding.shard_batch(mesh, (x, y), "fit")
+            _sharding.check_divisible(x.shape[0], mesh, "fit", "full batch", policy)
+        params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state,
+                                                    init=optimizer.init)
+        key, layer_state, hparams = _sharding.replicate(mesh, (key, layer_state, hparams))
+        if batch_size is None or x.shape[0] % _sharding.batch_groups(mesh, policy) == 0:
+            x, y = _sharding.shard_batch(mesh, (x, y), "fit", policy)
         else:   # minibatches are sharded one by one; the data set need not split evenly
             x, y = _sharding.replicate(mesh, (x, y))
         if validation is not None:
             validation = _sharding.replicate(mesh, validation)
-        batch_sharding = _sharding.data_sharding(mesh)
+        batch_sharding = _sharding.batch_sharding(mesh, policy)
 
     todo = epochs - initial_epoch
     if chunk_size is None:
@@ -725,7 +747,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
                       tuple(keyed(m) if callable(m) else m for m in train_metrics),
                       validation is not None, rules, bool(debug), bool(restore_best),
                       None if regularizer is None else keyed(regularizer), batch_sharding,
-                      _bucket(chunk_size))
+                      _bucket(chunk_size), layout)
     limits = _limits(tol, patience, min_delta)
     names = _record_names(cfg)
     watch = rules or debug or restore_best
