@@ -39,6 +39,7 @@ import secrets
 import jax
 import numpy as np
 from jax.sharding import Sharding, SingleDeviceSharding
+from jax.tree_util import DictKey
 
 from . import checkpoint as ckpt
 
@@ -102,7 +103,9 @@ def _stand_in(leaf):
 
 
 def _dtype(leaf) -> str:
-    return str(np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+    """The dtype JAX gives ``leaf`` (a Python int is int32 without x64)."""
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return str(jax.dtypes.canonicalize_dtype(dtype))
 
 
 def _leaves(tree):
@@ -131,7 +134,7 @@ def save(path, tree) -> None:
             if p != pid:
                 continue
             if device is None:
-                data = np.asarray(leaf)
+                data = np.asarray(leaf).astype(_dtype(leaf), copy=False)
             else:
                 data = next(np.asarray(s.data) for s in leaf.addressable_shards
                             if s.device == device)
@@ -185,9 +188,9 @@ class _Shards:
         if process not in self.files:
             file = os.path.join(self.path, _shard_file(self.desc["token"], process,
                                                        self.desc["process_count"]))
-            self.files[process] = ckpt.load(file)
+            self.files[process] = ckpt._read_all(file)[0]     # NumPy arrays, verified
         try:
-            data = np.asarray(self.files[process][name][json.dumps(idx)])
+            data = self.files[process][ckpt._name((DictKey(name), DictKey(json.dumps(idx))))]
         except KeyError:
             raise ckpt.CheckpointError(f"fn.sharding.load: {self.path}: process {process}'s "
                                        f"file lacks the shard {idx} of {name}") from None
