@@ -15,10 +15,10 @@ import sys
 import time
 
 CASES = ("peak", "xor", "mlp", "large", "sweep", "memory", "gpt", "attention", "lstm", "cnn1d",
-         "reuse", "per_example")
+         "reuse", "per_example", "sharding")
 ALIASES = {"6": "peak", "1": "xor", "2": "mlp", "3": "large", "4": "sweep", "5": "memory",
            "7": "gpt", "8": "attention", "9": "lstm", "10": "cnn1d", "11": "reuse",
-           "12": "per_example",
+           "12": "per_example", "13": "sharding",
            "matmul": "peak"}
 
 
@@ -275,6 +275,10 @@ def targets(results: dict, quick: bool) -> list[dict]:
         from .per_example import targets as per_example_targets
         for name, v, ok in per_example_targets(results["per_example"]):
             add(name, v, ok)
+    if "sharding" in results:         # benchmarks/sharding.py
+        from .sharding import targets as sharding_targets
+        for name, v, ok in sharding_targets(results["sharding"]):
+            add(name, v, ok)
     if quick:
         for t in out:
             t["verdict"] = "n/a (quick)"
@@ -365,6 +369,10 @@ def main(argv=None) -> int:
             from .per_example import case_per_example
             results["per_example"] = timed(case_per_example, cfg, device)
             print_case(results["per_example"], False)
+        if "sharding" in cases:       # subprocesses with forced CPU devices
+            from .sharding import case_sharding, print_sharding
+            results["sharding"] = timed(case_sharding, cfg, device)
+            print_sharding(results["sharding"])
     ts = targets(results, args.quick)
     print_targets(ts)
     meta["load_average_end"] = load_average()
