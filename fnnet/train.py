@@ -126,7 +126,8 @@ def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None,
     """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``.
 
     ``layout`` (:class:`fnnet.sharding.Layout`): keep gradients, params and optimizer
-    state in their shardings (e.g. FSDP's), so XLA reduce-scatters the gradients."""
+    state in the shardings of the params and state (e.g. FSDP's): each device updates
+    only its own shard."""
     kwargs = {} if regularizer is None else {"regularizer": regularizer}
     vg = value_and_grad(model, loss, method=method, **kwargs)
     stateful = _stateful(model)
