@@ -13,6 +13,7 @@ other::
         w_qkv (d, 3d) P(None, "model"),  b_qkv P("model"),  w_o (d, d) P("model", None),  b_o P()
     attention with separate projections {"w_q", "w_k", "w_v", "w_o"} (+ biases):
         w_q, w_k, w_v column split (their biases too), w_o row split
+    SwiGLU {"w_gate", "w_up", "w_down"} (+ biases): w_gate, w_up column, w_down row
 
 Between the two halves the activations stay split over ``"model"`` (the
 elementwise activation needs no communication); XLA inserts the all-reduce after
@@ -55,9 +56,17 @@ from .sharding import FSDP, Policy, check_axis, check_spec
 
 __all__ = ["TensorParallel"]
 
-ATTENTION = ("w_qkv", "b_qkv", "w_o", "b_o")
-SPLIT_ATTENTION = {"w_q": "col", "w_k": "col", "w_v": "col", "w_o": "row",
-                   "b_q": "col_b", "b_k": "col_b", "b_v": "col_b", "b_o": "rep"}
+# Layers recognised by their param keys: (the keys that identify them, each key's role)
+NAMED = (
+    (("w_qkv", "w_o"),                     # MultiHeadAttention
+     {"w_qkv": "col", "b_qkv": "col_b", "w_o": "row", "b_o": "rep"}),
+    (("w_q", "w_k", "w_v", "w_o"),         # attention with separate projections (GQA)
+     {"w_q": "col", "w_k": "col", "w_v": "col", "w_o": "row",
+      "b_q": "col_b", "b_k": "col_b", "b_v": "col_b", "b_o": "rep"}),
+    (("w_gate", "w_up", "w_down"),         # SwiGLU's gated MLP
+     {"w_gate": "col", "w_up": "col", "w_down": "row",
+      "b_gate": "col_b", "b_up": "col_b", "b_down": "rep"}),
+)
 
 
 def _dense_like(node) -> bool:
@@ -95,15 +104,12 @@ def _roles(tree):
             roles[keystr(path + (DictKey("b"),))] = "col_b" if kind == "col" else "rep"
 
     def walk(path, node):
-        if isinstance(node, dict) and set(ATTENTION) <= set(node):
-            for k, role in zip(ATTENTION, ("col", "col_b", "row", "rep")):
-                roles[keystr(path + (DictKey(k),))] = role
-            return
-        if isinstance(node, dict) and {"w_q", "w_k", "w_v", "w_o"} <= set(node):
-            for k, v in node.items():
-                if k in SPLIT_ATTENTION and v is not None:
-                    roles[keystr(path + (DictKey(k),))] = SPLIT_ATTENTION[k]
-            return
+        for keys, table in NAMED:
+            if isinstance(node, dict) and set(keys) <= set(node):
+                for k, v in node.items():
+                    if k in table and v is not None:
+                        roles[keystr(path + (DictKey(k),))] = table[k]
+                return
         pending = None
         chain = isinstance(node, (tuple, list)) and not hasattr(type(node), "_fields")
         for entry, child in _children(node):

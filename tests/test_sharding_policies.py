@@ -64,7 +64,7 @@ def test_tensor_parallel_splits_attention_and_mlp_column_then_row(gpt_params):
     assert fn.sharding.TensorParallel().batch_axes(MESH42) == ("data",)
 
 
-def test_tensor_parallel_pairs_dense_layers_of_a_serial_and_separate_attention_projections():
+def test_tensor_parallel_pairs_dense_layers_and_splits_separate_projections_and_swiglu():
     net = fn.serial(fn.Dense(8), fn.Relu, fn.Dense(6), fn.Tanh, fn.Dense(4))
     s = fn.sharding.specs(MESH42, jax.eval_shape(lambda: net.init(jax.random.key(0), (3,))),
                           "tensor")
@@ -75,6 +75,11 @@ def test_tensor_parallel_pairs_dense_layers_of_a_serial_and_separate_attention_p
     g = fn.sharding.specs(MESH42, gqa, "tensor")
     assert g["w_k"] == g["w_v"] == g["w_q"] == P(None, "model") and g["b_q"] == P("model")
     assert g["w_o"] == P("model") and g["b_o"] == P()
+    swiglu = {k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in {
+        "w_gate": (16, 64), "w_up": (16, 64), "w_down": (64, 16), "b_down": (16,)}.items()}
+    w = fn.sharding.specs(MESH42, swiglu, "tensor")
+    assert w["w_gate"] == w["w_up"] == P(None, "model") and w["w_down"] == P("model")
+    assert w["b_down"] == P()
 
 
 def test_tensor_parallel_with_fsdp_splits_over_both_axes(gpt_params):
