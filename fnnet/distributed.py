@@ -3,8 +3,8 @@
 JAX's multi-process runtime (``jax.distributed``) is the engine: after
 ``jax.distributed.initialize`` every process sees every process's devices in
 ``jax.devices()``, a ``Mesh`` spans them all, and one ``jax.jit`` program runs in
-every process, each feeding its own devices (CPU collectives go through Gloo, JAX's
-default ``jax_cpu_collectives_implementation``). fnnet adds only a way to start N
+every process, each feeding its own devices (CPU collectives go through Gloo:
+``jax_cpu_collectives_implementation="gloo"``, which :func:`initialize` sets). fnnet adds only a way to start N
 such processes on this machine, to try multi-host code without a cluster::
 
     python -m fnnet.launch -n 2 --devices 2 train.py --my-flag
@@ -49,6 +49,13 @@ def initialize() -> bool:
         return False
     import jax
 
+    # CPU collectives across processes: Gloo (the default of recent JAX, 0.10 here;
+    # older versions name the option differently or default to none)
+    for option, value in (("jax_cpu_collectives_implementation", "gloo"),
+                          ("jax_cpu_enable_gloo_collectives", True)):
+        if option in jax.config.values:
+            jax.config.update(option, value)
+            break
     jax.distributed.initialize(coordinator_address=os.environ[ENV[0]],
                                num_processes=int(os.environ[ENV[1]]),
                                process_id=int(os.environ[ENV[2]]))
