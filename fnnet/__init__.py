@@ -31,8 +31,9 @@ from .layers import (AvgPool2D, Conv2D, Dense, Dropout, Elu, Flatten, Gelu, Iden
                      LeakyRelu, LogSoftmax, MaxPool2D, Relu, Reshape, Sigmoid, Silu, Softmax,
                      Softplus, Tanh)
 from .layers import MultiHeadAttention, PositionalEmbedding, RMSNorm
+from .layers import GroupedQueryAttention, RotaryEmbedding, SwiGLU
 from . import models
-from .blocks import MLPBlock, TransformerBlock
+from .blocks import LlamaBlock, MLPBlock, TransformerBlock
 from .layers import BatchNorm, Unembed
 from .layers import GRU, LSTM, Conv1D, ConvTranspose2D, Embedding, SimpleRNN
 from .metrics import evaluate, predict
@@ -57,6 +58,7 @@ __all__ = [
     "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu", "Softplus", "Silu",
     "Softmax", "LogSoftmax",
     "MultiHeadAttention", "RMSNorm", "PositionalEmbedding", "MLPBlock", "TransformerBlock",
+    "GroupedQueryAttention", "RotaryEmbedding", "SwiGLU", "LlamaBlock",
     "BatchNorm", "Unembed",
     "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
     # gradients and their checks

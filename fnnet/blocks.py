@@ -17,13 +17,39 @@ own, so the block's is too. The params are the nested tuples ``serial`` makes::
 Dense acts on the last axis, so the same layers serve ``(batch, T, d)`` sequences.
 The blocks are plain ``serial`` layers (their names say what they hold), so
 ``fn.gradient_diagnostics`` and ``fn.find_nonfinite`` see every piece inside.
+
+A Llama block (pre-RMSNorm, grouped-query attention with rotary positions, SwiGLU)
+has the same shape::
+
+    x = x + GroupedQueryAttention(RMSNorm(x))
+    x = x + SwiGLU(RMSNorm(x))
+
+with params ``((rms1, attention), (rms2, swiglu))``.
+
+**Padding masks through a model.** The attention layers take ``(x, mask)`` pairs
+(``mask`` ``(batch, T)`` booleans, True for a real token). For the mask to reach
+every attention layer of a model, it rides along the residual stream as the
+second entry of the pair: :func:`pass_mask` wraps a layer that does not look at
+it (same name, params and backward; ``(x, mask) -> (layer(x), mask)``, or
+``layer(x)`` alone with ``keep=False``, for the output head), and
+:func:`masked_residual` is ``residual`` that hands the whole pair to its branch.
+On a plain array input both are exactly the wrapped layer / ``residual``, so a
+model built from them takes ``ids`` or ``(ids, mask)`` with the same params.
+:func:`LlamaBlock` and the blocks of ``fn.models.gpt2`` / ``fn.models.llama`` are
+built this way; the per-example walk (``fn.per_example_grads``) goes through them
+with either input (``pass_mask`` hands on the layer's own per-example rule).
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+
 from .combinators import residual, serial
-from .core import Layer
-from .layers import Dense, Gelu, LayerNorm, MultiHeadAttention
+from .core import Layer, Static, named
+from .initializers import glorot_uniform
+from .layers import (Dense, Gelu, GroupedQueryAttention, LayerNorm, MultiHeadAttention, RMSNorm,
+                     SwiGLU)
 
 
 def MLPBlock(features: int, hidden: int) -> Layer:
@@ -47,3 +73,114 @@ def TransformerBlock(d_model: int, num_heads: int, *, mlp_ratio: int = 4, causal
     attention = MultiHeadAttention(num_heads, causal=causal, memory=memory, block_size=block_size)
     return serial(residual(serial(LayerNorm(), attention)),
                   residual(serial(LayerNorm(), MLPBlock(d_model, mlp_ratio * d_model))))
+
+
+# --- padding masks along the residual stream ---------------------------------------------
+
+def _is_pair(x) -> bool:
+    return isinstance(x, (tuple, list))
+
+
+def _pair(where: str, x):
+    if len(x) != 2:
+        raise ValueError(f"{where}: a tuple input must be (x, mask) with mask (batch, T) "
+                         f"booleans (True = a real token), got a tuple of {len(x)}")
+    return x
+
+
+def pass_mask(layer: Layer, *, keep: bool = True) -> Layer:
+    """``layer`` on ``x``, and on a pair ``(x, mask)``: ``(layer(x), mask)`` (``layer(x)``
+    alone with ``keep=False``). Same name, params, ``init`` and per-example rules as
+    ``layer``; the mask's cotangent is ``None``."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"pass_mask: argument is {layer!r}, not a fnnet Layer")
+    if layer.has_state:
+        raise ValueError(f"pass_mask: {layer.name} has layer state; not supported")
+
+    def fwd(params, x, *, key=None):
+        if not _is_pair(x):
+            y, res = layer.fwd(params, x, key=key)
+            return y, (res, Static(False))
+        h, mask = _pair(layer.name, x)
+        y, res = layer.fwd(params, h, key=key)
+        return ((y, mask) if keep else y), (res, Static(True))
+
+    def unpair(res, dy):
+        return dy[0] if res[1].value and keep else dy
+
+    def bwd(res, dy):
+        dparams, dx = layer.bwd(res[0], unpair(res, dy))
+        return dparams, ((dx, None) if res[1].value else dx)
+
+    out = named(layer.name, layer.init, fwd, bwd, needs_key=layer.needs_key,
+                input_dtype=getattr(layer.fwd, "fnnet_input_dtype", None))
+    rule = getattr(layer.fwd, "fnnet_per_example", None)
+    if rule is not None:
+        fwd.fnnet_per_example = lambda res, dy: rule(res[0], unpair(res, dy))
+    sq = getattr(layer.fwd, "fnnet_sqnorm", None)
+    if sq is not None:
+        fwd.fnnet_sqnorm = lambda res, dy: sq(res[0], unpair(res, dy))
+    return out
+
+
+def masked_residual(branch: Layer) -> Layer:
+    """``x + branch(x)``; on a pair ``(x, mask)``: ``(x + branch((x, mask)), mask)`` (the
+    branch sees the mask and returns an array, e.g. ``serial(pass_mask(RMSNorm()),
+    GroupedQueryAttention(...))``). Params and residuals are ``branch``'s own, as for
+    ``residual``."""
+    if not isinstance(branch, Layer):
+        raise TypeError(f"masked_residual: argument is {branch!r}, not a fnnet Layer")
+    plain = residual(branch)
+    name = plain.name
+
+    def fwd(params, x, *, key=None):
+        if not _is_pair(x):
+            return plain.fwd(params, x, key=key)
+        h, mask = _pair(name, x)
+        y, res = branch.fwd(params, x, key=key)
+        if _is_pair(y) or jnp.shape(y) != jnp.shape(h):
+            raise ValueError(f"{name}: the inner layer maps shape {tuple(jnp.shape(h))} to "
+                             f"{jax.tree.map(jnp.shape, y)}; x + layer(x) needs one array of "
+                             f"x's shape (end the branch with pass_mask(..., keep=False))")
+        return (h + y, mask), res
+
+    def bwd(res, dy):
+        if not _is_pair(dy):
+            return plain.bwd(res, dy)
+        g = dy[0]
+        dparams, dx = branch.bwd(res, g)
+        return dparams, ((dx[0] + g).astype(dx[0].dtype), None)
+
+    out = named(name, plain.init, fwd, bwd, needs_key=branch.needs_key,
+                input_dtype=getattr(branch.fwd, "fnnet_input_dtype", None))
+    fwd.fnnet_inner = branch
+    return out
+
+
+def LlamaBlock(d_model: int, num_heads: int, hidden: int, *, num_kv_heads: int | None = None,
+               head_dim: int | None = None, rope_theta: float | None = 10000.0,
+               eps: float = 1e-6, attention_bias: bool = False, mlp_bias: bool = False,
+               memory: str = "full", block_size: int = 128, w_init=glorot_uniform) -> Layer:
+    """A Llama decoder block on ``(batch, T, d_model)`` (or ``(x, mask)`` pairs)::
+
+        serial(masked_residual(serial(pass_mask(RMSNorm(eps)), GroupedQueryAttention(...))),
+               masked_residual(serial(pass_mask(RMSNorm(eps)), pass_mask(SwiGLU(hidden), keep=False))))
+
+    On plain arrays that is ``serial(residual(serial(RMSNorm, GQA)), residual(serial(RMSNorm,
+    SwiGLU)))``; params ``((rms1, attention), (rms2, swiglu))``. ``num_kv_heads``,
+    ``head_dim``, ``rope_theta``, ``memory``, ``block_size`` and ``attention_bias`` go to
+    :func:`~fnnet.GroupedQueryAttention` (causal), ``mlp_bias`` to
+    :func:`~fnnet.SwiGLU`; ``w_init`` initialises every kernel.
+    """
+    for what, v in (("d_model", d_model), ("num_heads", num_heads), ("hidden", hidden)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"LlamaBlock: {what} must be a positive int, got {v!r}")
+    if head_dim is None and d_model % num_heads:
+        raise ValueError(f"LlamaBlock: d_model={d_model} is not divisible by num_heads="
+                         f"{num_heads}; choose num_heads dividing d_model, or give head_dim")
+    attention = GroupedQueryAttention(num_heads, num_kv_heads, head_dim=head_dim,
+                                      rope_theta=rope_theta, causal=True, bias=attention_bias,
+                                      memory=memory, block_size=block_size, w_init=w_init)
+    mlp = SwiGLU(hidden, bias=mlp_bias, w_init=w_init)
+    return serial(masked_residual(serial(pass_mask(RMSNorm(eps)), attention)),
+                  masked_residual(serial(pass_mask(RMSNorm(eps)), pass_mask(mlp, keep=False))))

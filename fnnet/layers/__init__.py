@@ -10,12 +10,15 @@ from .conv_transpose import ConvTranspose2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
+from .gqa import GroupedQueryAttention
 from .layernorm import LayerNorm
 from .pooling import AvgPool2D, MaxPool2D
 from .recurrent import GRU, LSTM, SimpleRNN
 from .positional import PositionalEmbedding
 from .rmsnorm import RMSNorm
 from .reshape import Flatten, Reshape
+from .rope import RotaryEmbedding
+from .swiglu import SwiGLU
 from .unembed import Unembed
 
 __all__ = [
@@ -24,4 +27,5 @@ __all__ = [
     "Softmax", "LogSoftmax", "elementwise", "Unembed",
     "MultiHeadAttention", "RMSNorm", "PositionalEmbedding",
     "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
+    "GroupedQueryAttention", "RotaryEmbedding", "SwiGLU",
 ]

@@ -33,6 +33,12 @@ layout makes every ``T x T`` product a plain batched matmul: with time-major
 constant, so it only zeroes ``p`` (and with it ``ds``) where it is ``-inf``; every row
 keeps its diagonal, so no softmax is over an empty set.
 
+Padding mask: called on the pair ``(x, mask)``, ``mask`` ``(batch, T)`` booleans (or
+0/1 integers) True for a real token, the layer also hides every padding key from every
+query (combined with ``causal``); ``dx`` is then ``(dx, None)``. A query row that sees
+no key (a padding position under left padding) outputs ``o = 0`` with zero gradient
+(the core's guard: no NaN). Same for :class:`~fnnet.GroupedQueryAttention`.
+
 Two cores, same numbers (``memory=``):
 
 * ``"full"`` (default) saves ``p``: residuals ``(x, w_qkv, q, k, v, o, p, w_o)``;
@@ -58,7 +64,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .. import _checks
-from ..core import Layer, named
+from ..core import Layer, Static, named
 from ..initializers import glorot_uniform, zeros
 from ..per_example import ghost_sqnorm
 from .flash_attention import lean_backward, lean_forward
@@ -68,9 +74,13 @@ MEMORY = ("full", "lean")
 
 # --- the core: (q, k, v) -> o, per head, q already scaled ------------------------------
 
-def full_forward(q, k, v, *, causal: bool):
+def full_forward(q, k, v, *, causal: bool, mask=None):
     """``(o, p)``: ``o = softmax(q k^T + M) v`` with the probabilities ``p`` kept.
-    ``q, k, v``: ``(batch, heads, T, dh)``, ``q`` already scaled."""
+    ``q, k, v``: ``(batch, heads, T, dh)``, ``q`` already scaled.
+
+    ``mask`` (optional): booleans broadcastable to ``(batch, heads, T_q, T_k)``, True
+    where a query may see a key (a padding mask; combined with ``causal``). A row that
+    sees no key at all gets ``p = 0`` and ``o = 0`` (and a zero gradient), not NaN."""
     s = jnp.einsum("bhqd,bhkd->bhqk", q, k)
     if causal:
         if q.shape[2] != k.shape[2]:
@@ -79,8 +89,15 @@ def full_forward(q, k, v, *, causal: bool):
                              f"{k.shape[2]} keys")
         t = q.shape[2]
         s = jnp.where(jnp.tril(jnp.ones((t, t), bool)), s, -jnp.inf)
-    e = jnp.exp(s - lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
-    p = e / jnp.sum(e, axis=-1, keepdims=True)
+    if mask is None:
+        e = jnp.exp(s - lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
+        p = e / jnp.sum(e, axis=-1, keepdims=True)
+    else:  # rows may be empty: max -inf -> 0 and sum 0 -> 1, so e = 0 and p = 0 there
+        s = jnp.where(mask, s, -jnp.inf)
+        m = jnp.max(s, axis=-1, keepdims=True)
+        e = jnp.exp(s - lax.stop_gradient(jnp.where(m == -jnp.inf, 0, m)))
+        l = jnp.sum(e, axis=-1, keepdims=True)
+        p = e / jnp.where(l > 0, l, 1)
     return jnp.einsum("bhqk,bhkd->bhqd", p, v), p
 
 
@@ -92,7 +109,44 @@ def full_backward(q, k, v, o, p, do):
     return jnp.einsum("bhqk,bhkd->bhqd", ds, k), jnp.einsum("bhqk,bhqd->bhkd", ds, q), dv
 
 
+def core_forward(q, k, v, *, memory: str, causal: bool, block: int, key_mask=None):
+    """``(o, kept)`` of the ``memory`` core (``kept``: ``p`` or the row log-sum-exp);
+    ``key_mask`` ``(batch, T)`` booleans or None. ``q`` already scaled."""
+    if memory == "full":
+        m = None if key_mask is None else key_mask[:, None, None, :]
+        return full_forward(q, k, v, causal=causal, mask=m)
+    return lean_forward(q, k, v, causal=causal, block=block, key_mask=key_mask)
+
+
+def core_backward(q, k, v, o, kept, do, *, memory: str, causal: bool, block: int,
+                  key_mask=None):
+    """``(dq, dk, dv)`` from :func:`core_forward`'s outputs (``dq`` w.r.t. the scaled ``q``)."""
+    if memory == "full":
+        return full_backward(q, k, v, o, kept, do)
+    return lean_backward(q, k, v, o, kept, do, causal=causal, block=block, key_mask=key_mask)
+
+
 # --- the layer ------------------------------------------------------------------------
+
+def split_padded(name: str, x):
+    """``(x, mask)`` from the input ``x`` or ``(x, mask)``; ``mask`` is None for a plain
+    ``x``, else ``(batch, T)`` booleans (0/1 integers are converted; floats refused)."""
+    if not isinstance(x, (tuple, list)):
+        return x, None
+    if len(x) != 2:
+        raise ValueError(f"{name}: a tuple input must be (x, mask) with mask (batch, T) "
+                         f"booleans (True = a real token), got a tuple of {len(x)}")
+    x, mask = x
+    mask = jnp.asarray(mask)
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(f"{name}: the padding mask must be booleans (or 0/1 integers), True "
+                        f"for a real token; got dtype {mask.dtype}")
+    if mask.shape != tuple(jnp.shape(x)[:2]):
+        raise ValueError(f"{name}: the padding mask has shape {mask.shape}, expected (batch, T) "
+                         f"= {tuple(jnp.shape(x)[:2])} for x of shape {tuple(jnp.shape(x))}")
+    return x, mask if mask.dtype == jnp.bool_ else mask != 0
+
+
 
 def _split_heads(a, heads):
     """``(batch, T, d) -> (batch, heads, T, d / heads)``."""
@@ -149,6 +203,8 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
 
     def fwd(params, x, *, key=None):
         w_qkv, b_qkv, w_o, b_o = (params[k] for k in ("w_qkv", "b_qkv", "w_o", "b_o"))
+        pair = isinstance(x, (tuple, list))
+        x, mask = split_padded(name, x)
         _checks.floating(name, x)
         _checks.rank(name, x, 3, "(batch, time, features)",
                      "A single sequence needs a batch axis: x[None].")
@@ -165,27 +221,22 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
         qkv = x @ w_qkv + b_qkv
         q, k, v = (_split_heads(a, num_heads) for a in jnp.split(qkv, 3, axis=-1))
         q = q * (1 / math.sqrt(d // num_heads))
-        if memory == "full":
-            o, kept = full_forward(q, k, v, causal=causal)
-        else:
-            o, kept = lean_forward(q, k, v, causal=causal, block=block_size)
+        o, kept = core_forward(q, k, v, memory=memory, causal=causal, block=block_size,
+                               key_mask=mask)
         o = _merge_heads(o)
-        return o @ w_o + b_o, (x, w_qkv, q, k, v, o, kept, w_o)
+        return o @ w_o + b_o, (x, w_qkv, q, k, v, o, kept, w_o, mask, Static(pair))
 
     def qkv_cotangent(res, dy):
         """The cotangent of ``qkv = x @ w_qkv + b_qkv``, ``(batch, T, 3d)``."""
-        x, w_qkv, q, k, v, o, kept, w_o = res
+        x, w_qkv, q, k, v, o, kept, w_o, mask, _ = res
         do = _split_heads(dy @ w_o.T, num_heads)
-        if memory == "full":
-            dq, dk, dv = full_backward(q, k, v, _split_heads(o, num_heads), kept, do)
-        else:
-            dq, dk, dv = lean_backward(q, k, v, _split_heads(o, num_heads), kept, do,
-                                       causal=causal, block=block_size)
+        dq, dk, dv = core_backward(q, k, v, _split_heads(o, num_heads), kept, do, memory=memory,
+                                   causal=causal, block=block_size, key_mask=mask)
         dq = dq * (1 / math.sqrt(q.shape[-1]))
         return jnp.concatenate([_merge_heads(a) for a in (dq, dk, dv)], axis=-1)
 
     def bwd(res, dy):
-        x, w_qkv, q, k, v, o, kept, w_o = res
+        x, w_qkv, q, k, v, o, kept, w_o, _, pair = res
         axes = tuple(range(dy.ndim - 1))
         dqkv = qkv_cotangent(res, dy)
         d = x.shape[-1]
@@ -194,7 +245,8 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
         dparams = {"w_qkv": dw_qkv, "b_qkv": jnp.sum(dqkv, axis=axes),
                    "w_o": dw_o, "b_o": jnp.sum(dy, axis=axes)}
         dparams = {k: a.astype(w_o.dtype) for k, a in dparams.items()}
-        return dparams, (dqkv @ w_qkv.T).astype(x.dtype)
+        dx = (dqkv @ w_qkv.T).astype(x.dtype)
+        return dparams, ((dx, None) if pair.value else dx)
 
     # fnnet.per_example: both projections are Dense layers over the T positions
     def per_example(res, dy):
