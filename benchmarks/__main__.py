@@ -15,10 +15,10 @@ import sys
 import time
 
 CASES = ("peak", "xor", "mlp", "large", "sweep", "memory", "gpt", "attention", "lstm", "cnn1d",
-         "reuse", "per_example", "sharding")
+         "reuse", "per_example", "sharding", "llama", "generate")
 ALIASES = {"6": "peak", "1": "xor", "2": "mlp", "3": "large", "4": "sweep", "5": "memory",
            "7": "gpt", "8": "attention", "9": "lstm", "10": "cnn1d", "11": "reuse",
-           "12": "per_example", "13": "sharding",
+           "12": "per_example", "13": "sharding", "14": "llama", "15": "generate",
            "matmul": "peak"}
 
 
@@ -30,7 +30,7 @@ def parse_args(argv=None):
                         "not meaningful, targets not judged)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--cases", default="all",
-                   help="comma-separated subset of " + ",".join(CASES) + " (or 1-10); "
+                   help="comma-separated subset of " + ",".join(CASES) + " (or 1-15); "
                         "default all")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = p.parse_args(argv)
@@ -50,7 +50,7 @@ def pick_cases(spec: str) -> tuple:
     for name in spec.split(","):
         name = ALIASES.get(name.strip(), name.strip())
         if name not in CASES:
-            raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)} or 1-10")
+            raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)} or 1-15")
         chosen.append(name)
     if "memory" in chosen:                # measured on the MLP cases' train steps
         for need in ("mlp", "large"):
@@ -279,6 +279,10 @@ def targets(results: dict, quick: bool) -> list[dict]:
         from .sharding import targets as sharding_targets
         for name, v, ok in sharding_targets(results["sharding"]):
             add(name, v, ok)
+    if "llama" in results or "generate" in results:      # benchmarks/llama.py
+        from .llama import targets as llama_targets
+        for name, v, ok, near, detail in llama_targets(results):
+            add(name, v, ok, near=near, detail=detail)
     if quick:
         for t in out:
             t["verdict"] = "n/a (quick)"
@@ -373,6 +377,12 @@ def main(argv=None) -> int:
             from .sharding import case_sharding, print_sharding
             results["sharding"] = timed(case_sharding, cfg, device)
             print_sharding(results["sharding"])
+        if "llama" in cases or "generate" in cases:
+            from . import llama as LL
+        for key, case_fn in (("llama", "case_llama"), ("generate", "case_generate")):
+            if key in cases:
+                results[key] = timed(getattr(LL, case_fn), cfg, device)
+                print_case(results[key], False)
     ts = targets(results, args.quick)
     print_targets(ts)
     meta["load_average_end"] = load_average()
