@@ -75,7 +75,20 @@ LAYER_RECIPES: dict[str, Recipe] = {
     "GRU": Recipe(lambda c: c(4), (2, 3, 3)),
     "Conv1D": Recipe(lambda c: c(3, 3, padding="CAUSAL", dilation=2), (2, 7, 2)),
     "ConvTranspose2D": Recipe(lambda c: c(3, 3, stride=2), (2, 3, 3, 2)),
+    "RotaryEmbedding": Recipe(lambda c: c(100.0), (2, 2, 5, 4)),
+    "GroupedQueryAttention": Recipe(lambda c: c(4, 2, bias=True), (2, 5, 8)),
+    "SwiGLU": Recipe(lambda c: c(6), (2, 3, 4)),
+    "LlamaBlock": Recipe(lambda c: c(8, 4, 12, num_kv_heads=1), (2, 4, 8)),
 }
+
+
+def _left_padded(shape):
+    """``(x, mask)``: a float input and a padding mask whose first example starts with two
+    padding positions (under a causal mask their rows see no key at all)."""
+    def make(key):
+        mask = jnp.ones(shape[:2], bool).at[0, :2].set(False)
+        return 1.5 * jax.random.normal(key, shape), mask
+    return make
 
 # extra instances worth checking beyond the recipe's (name -> Recipe)
 EXTRA_CASES: dict[str, Recipe] = {
@@ -85,6 +98,8 @@ EXTRA_CASES: dict[str, Recipe] = {
                               (2, 3, 4, 2)),
     "MultiHeadAttention": Recipe(lambda c: c(2, causal=True, memory="lean", block_size=2),
                                  (2, 5, 4)),
+    "GroupedQueryAttention": Recipe(lambda c: c(4, 1, memory="lean", block_size=2), (2, 5, 8),
+                                    make_x=_left_padded((2, 5, 8))),
 }
 
 # combinators (lower-case names): name -> (build(combinator) -> Layer, input shape)

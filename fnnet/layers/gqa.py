@@ -119,7 +119,9 @@ def attend(q, k, v, mask=None):
     head shared by ``H / KV`` query heads. ``q (batch, H, T_q, dh)`` (unscaled), ``k, v
     (batch, KV, T_k, dh)`` (e.g. a cache); ``mask``: booleans broadcastable to ``(batch,
     T_q, T_k)``, True where a query may see a key (None: every key). Rows that see no key
-    give 0. The layer's full core (:func:`~fnnet.layers.attention.full_forward`)."""
+    give 0. Hidden keys still enter ``p v`` with ``p = 0``, so their values must be finite
+    (start a cache with zeros, not NaN). The layer's full core
+    (:func:`~fnnet.layers.attention.full_forward`)."""
     groups = q.shape[1] // k.shape[1]
     q = q * (1 / math.sqrt(q.shape[-1]))
     m = None if mask is None else jnp.asarray(mask)[..., None, :, :]
