@@ -24,20 +24,20 @@ has the same shape::
     x = x + GroupedQueryAttention(RMSNorm(x))
     x = x + SwiGLU(RMSNorm(x))
 
-with params ``((rms1, attention), (rms2, swiglu))``.
+with params ``((rms1, attention), (rms2, swiglu))``: both are :func:`pre_norm_block`.
 
 **Padding masks through a model.** The attention layers take ``(x, mask)`` pairs
 (``mask`` ``(batch, T)`` booleans, True for a real token). For the mask to reach
 every attention layer of a model, it rides along the residual stream as the
-second entry of the pair: :func:`pass_mask` wraps a layer that does not look at
-it (same name, params and backward; ``(x, mask) -> (layer(x), mask)``, or
-``layer(x)`` alone with ``keep=False``, for the output head), and
-:func:`masked_residual` is ``residual`` that hands the whole pair to its branch.
-On a plain array input both are exactly the wrapped layer / ``residual``, so a
-model built from them takes ``ids`` or ``(ids, mask)`` with the same params.
-:func:`LlamaBlock` and the blocks of ``fn.models.gpt2`` / ``fn.models.llama`` are
-built this way; the per-example walk (``fn.per_example_grads``) goes through them
-with either input (``pass_mask`` hands on the layer's own per-example rule).
+second entry of the pair: :func:`pass_mask` wraps each layer (same name, params
+and backward): ``(x, mask) -> (layer(x), mask)``, the attention gets the pair
+itself (``uses_mask=True``), the output head drops the mask (``keep=False``); and
+:func:`masked_residual` is ``residual`` on pairs (``(x + y, mask)``). On a plain
+array both are exactly the wrapped layer / ``residual``, so a model built from them
+takes ``ids`` or ``(ids, mask)`` with the same params. :func:`TransformerBlock`,
+:func:`LlamaBlock` and so ``fn.models.gpt``/``gpt2``/``llama`` are built this way
+(:func:`pre_norm_block`); the per-example walk (``fn.per_example_grads``) goes
+through them with either input (``pass_mask`` hands on the layer's own rule).
 """
 
 from __future__ import annotations
@@ -58,21 +58,32 @@ def MLPBlock(features: int, hidden: int) -> Layer:
 
 
 def TransformerBlock(d_model: int, num_heads: int, *, mlp_ratio: int = 4, causal: bool = True,
-                     memory: str = "full", block_size: int = 128) -> Layer:
-    """A pre-LayerNorm transformer block on ``(batch, T, d_model)`` sequences.
+                     memory: str = "full", block_size: int = 128, hidden: int | None = None,
+                     eps: float = 1e-5) -> Layer:
+    """A pre-LayerNorm transformer block on ``(batch, T, d_model)`` sequences (or
+    ``(x, mask)`` pairs: a padding mask, see the module docstring).
 
     ``causal``, ``memory`` and ``block_size`` go to :func:`~fnnet.MultiHeadAttention`;
-    the MLP has ``mlp_ratio * d_model`` hidden units.
+    the MLP has ``hidden`` units (default ``mlp_ratio * d_model``); ``eps`` is the
+    LayerNorms'.
     """
-    for what, v in (("d_model", d_model), ("num_heads", num_heads), ("mlp_ratio", mlp_ratio)):
+    for what, v in (("d_model", d_model), ("num_heads", num_heads), ("mlp_ratio", mlp_ratio),
+                    ("hidden", mlp_ratio * d_model if hidden is None else hidden)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"TransformerBlock: {what} must be a positive int, got {v!r}")
     if d_model % num_heads:
         raise ValueError(f"TransformerBlock: d_model={d_model} is not divisible by "
                          f"num_heads={num_heads}; choose num_heads dividing d_model")
     attention = MultiHeadAttention(num_heads, causal=causal, memory=memory, block_size=block_size)
-    return serial(residual(serial(LayerNorm(), attention)),
-                  residual(serial(LayerNorm(), MLPBlock(d_model, mlp_ratio * d_model))))
+    mlp = MLPBlock(d_model, mlp_ratio * d_model if hidden is None else hidden)
+    return pre_norm_block(LayerNorm(eps), attention, LayerNorm(eps), mlp)
+
+
+def pre_norm_block(norm1: Layer, attention: Layer, norm2: Layer, mlp: Layer) -> Layer:
+    """``x + attention(norm1(x))``, then ``x + mlp(norm2(x))``, passing a padding mask to
+    the attention (the shape of GPT-2's and Llama's blocks)."""
+    return serial(masked_residual(serial(pass_mask(norm1), pass_mask(attention, uses_mask=True))),
+                  masked_residual(serial(pass_mask(norm2), pass_mask(mlp))))
 
 
 # --- padding masks along the residual stream ---------------------------------------------
@@ -88,12 +99,20 @@ def _pair(where: str, x):
     return x
 
 
-def pass_mask(layer: Layer, *, keep: bool = True) -> Layer:
-    """``layer`` on ``x``, and on a pair ``(x, mask)``: ``(layer(x), mask)`` (``layer(x)``
-    alone with ``keep=False``). Same name, params, ``init`` and per-example rules as
-    ``layer``; the mask's cotangent is ``None``."""
+def pass_mask(layer: Layer, *, keep: bool = True, uses_mask: bool = False) -> Layer:
+    """``layer`` on ``x``; on a pair ``(x, mask)``: ``(layer(x), mask)``, or ``(layer((x,
+    mask)), mask)`` for a layer that reads the mask itself (``uses_mask=True``: the
+    attention layers), or the output alone with ``keep=False`` (the output head).
+
+    Same name, params, ``init`` and per-example rules as ``layer`` (a ``serial`` is
+    wrapped piece by piece); the mask's cotangent is ``None``."""
     if not isinstance(layer, Layer):
         raise TypeError(f"pass_mask: argument is {layer!r}, not a fnnet Layer")
+    kids = getattr(layer.fwd, "fnnet_layers", None)
+    if kids and getattr(layer.fwd, "fnnet_route", None) == "serial" and not uses_mask:
+        # serial(a, b) -> serial(pass_mask(a), pass_mask(b)): same params, and the pieces
+        # stay visible to the per-example walk and the diagnostics
+        return serial(*map(pass_mask, kids[:-1]), pass_mask(kids[-1], keep=keep))
     if layer.has_state:
         raise ValueError(f"pass_mask: {layer.name} has layer state; not supported")
 
@@ -102,7 +121,7 @@ def pass_mask(layer: Layer, *, keep: bool = True) -> Layer:
             y, res = layer.fwd(params, x, key=key)
             return y, (res, Static(False))
         h, mask = _pair(layer.name, x)
-        y, res = layer.fwd(params, h, key=key)
+        y, res = layer.fwd(params, x if uses_mask else h, key=key)
         return ((y, mask) if keep else y), (res, Static(True))
 
     def unpair(res, dy):
@@ -110,7 +129,7 @@ def pass_mask(layer: Layer, *, keep: bool = True) -> Layer:
 
     def bwd(res, dy):
         dparams, dx = layer.bwd(res[0], unpair(res, dy))
-        return dparams, ((dx, None) if res[1].value else dx)
+        return dparams, ((dx, None) if res[1].value and not uses_mask else dx)
 
     out = named(layer.name, layer.init, fwd, bwd, needs_key=layer.needs_key,
                 input_dtype=getattr(layer.fwd, "fnnet_input_dtype", None))
@@ -124,10 +143,11 @@ def pass_mask(layer: Layer, *, keep: bool = True) -> Layer:
 
 
 def masked_residual(branch: Layer) -> Layer:
-    """``x + branch(x)``; on a pair ``(x, mask)``: ``(x + branch((x, mask)), mask)`` (the
-    branch sees the mask and returns an array, e.g. ``serial(pass_mask(RMSNorm()),
-    GroupedQueryAttention(...))``). Params and residuals are ``branch``'s own, as for
-    ``residual``."""
+    """``x + branch(x)``; on a pair ``(x, mask)``: ``(x + y, mask)`` where ``(y, mask) =
+    branch((x, mask))`` (the branch carries the mask through, e.g.
+    ``serial(pass_mask(RMSNorm()), pass_mask(attention, uses_mask=True))``). Params and
+    residuals are ``branch``'s own, as for ``residual``; the branch's output cotangent is
+    this layer's (what the per-example walk relies on)."""
     if not isinstance(branch, Layer):
         raise TypeError(f"masked_residual: argument is {branch!r}, not a fnnet Layer")
     plain = residual(branch)
@@ -138,18 +158,17 @@ def masked_residual(branch: Layer) -> Layer:
             return plain.fwd(params, x, key=key)
         h, mask = _pair(name, x)
         y, res = branch.fwd(params, x, key=key)
-        if _is_pair(y) or jnp.shape(y) != jnp.shape(h):
-            raise ValueError(f"{name}: the inner layer maps shape {tuple(jnp.shape(h))} to "
-                             f"{jax.tree.map(jnp.shape, y)}; x + layer(x) needs one array of "
-                             f"x's shape (end the branch with pass_mask(..., keep=False))")
-        return (h + y, mask), res
+        if not _is_pair(y) or jnp.shape(y[0]) != jnp.shape(h):
+            raise ValueError(f"{name}: the branch maps (x, mask) with x of shape "
+                             f"{tuple(jnp.shape(h))} to {jax.tree.map(jnp.shape, y)}; "
+                             f"x + branch(x) needs (an array of x's shape, mask)")
+        return (h + y[0], mask), res
 
     def bwd(res, dy):
         if not _is_pair(dy):
             return plain.bwd(res, dy)
-        g = dy[0]
-        dparams, dx = branch.bwd(res, g)
-        return dparams, ((dx[0] + g).astype(dx[0].dtype), None)
+        dparams, dx = branch.bwd(res, dy)
+        return dparams, ((dx[0] + dy[0]).astype(dx[0].dtype), None)
 
     out = named(name, plain.init, fwd, bwd, needs_key=branch.needs_key,
                 input_dtype=getattr(branch.fwd, "fnnet_input_dtype", None))
@@ -163,8 +182,7 @@ def LlamaBlock(d_model: int, num_heads: int, hidden: int, *, num_kv_heads: int |
                memory: str = "full", block_size: int = 128, w_init=glorot_uniform) -> Layer:
     """A Llama decoder block on ``(batch, T, d_model)`` (or ``(x, mask)`` pairs)::
 
-        serial(masked_residual(serial(pass_mask(RMSNorm(eps)), GroupedQueryAttention(...))),
-               masked_residual(serial(pass_mask(RMSNorm(eps)), pass_mask(SwiGLU(hidden), keep=False))))
+        pre_norm_block(RMSNorm(eps), GroupedQueryAttention(...), RMSNorm(eps), SwiGLU(hidden))
 
     On plain arrays that is ``serial(residual(serial(RMSNorm, GQA)), residual(serial(RMSNorm,
     SwiGLU)))``; params ``((rms1, attention), (rms2, swiglu))``. ``num_kv_heads``,
@@ -181,6 +199,5 @@ def LlamaBlock(d_model: int, num_heads: int, hidden: int, *, num_kv_heads: int |
     attention = GroupedQueryAttention(num_heads, num_kv_heads, head_dim=head_dim,
                                       rope_theta=rope_theta, causal=True, bias=attention_bias,
                                       memory=memory, block_size=block_size, w_init=w_init)
-    mlp = SwiGLU(hidden, bias=mlp_bias, w_init=w_init)
-    return serial(masked_residual(serial(pass_mask(RMSNorm(eps)), attention)),
-                  masked_residual(serial(pass_mask(RMSNorm(eps)), pass_mask(mlp, keep=False))))
+    return pre_norm_block(RMSNorm(eps), attention, RMSNorm(eps),
+                          SwiGLU(hidden, bias=mlp_bias, w_init=w_init))

@@ -15,16 +15,16 @@ per layer, ``params[-1] == {"table": None}`` (the tied output projection), and
 the backward is the composition of the layers' hand-written VJPs. Train it with
 ``fn.losses.softmax_cross_entropy`` on logits ``(batch, T, V)`` and next-token
 labels ``(batch, T)`` (the mean over all positions).
+
+It IS GPT-2's architecture (:func:`fnnet.models.gpt2` with ``n_inner = mlp_ratio *
+d_model``), and carries a ``"gpt2"`` :class:`~fnnet.models.config.ModelConfig`: it can
+be saved in the Hugging Face format and sampled with ``fn.models.generate``.
 """
 
 from __future__ import annotations
 
-from ..blocks import TransformerBlock
-from ..combinators import serial
 from ..core import Layer
-from ..initializers import normal
-from ..layers import Embedding, LayerNorm, PositionalEmbedding, Unembed
-from ..tie import tie
+from .gpt2 import gpt2
 
 
 def gpt(vocab_size: int, max_len: int, *, d_model: int = 128, num_heads: int = 4,
@@ -43,12 +43,8 @@ def gpt(vocab_size: int, max_len: int, *, d_model: int = 128, num_heads: int = 4
     Init with the id shape alone: ``params = model.init(key, (T,))``. Token and
     position tables start at ``N(0, 0.02^2)`` (GPT-2's).
     """
-    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-        raise ValueError(f"gpt: num_layers must be a positive int, got {num_layers!r}")
-    block = TransformerBlock(d_model, num_heads, mlp_ratio=mlp_ratio, causal=True,
-                             memory=memory, block_size=block_size)
-    layers = [Embedding(vocab_size, d_model, table_init=normal(0.02)),
-              PositionalEmbedding(max_len), *[block] * num_layers, LayerNorm(),
-              Unembed(vocab_size)]
-    net = serial(*layers)
-    return tie(net, (0, "table"), (len(layers) - 1, "table")) if tie_embeddings else net
+    if not isinstance(mlp_ratio, int) or isinstance(mlp_ratio, bool) or mlp_ratio < 1:
+        raise ValueError(f"gpt: mlp_ratio must be a positive int, got {mlp_ratio!r}")
+    return gpt2(vocab_size, max_len, d_model, num_heads, num_layers,
+                n_inner=mlp_ratio * d_model, tie_embeddings=tie_embeddings, memory=memory,
+                block_size=block_size, name="gpt")
