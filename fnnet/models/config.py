@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..combinators import serial
 from ..core import Layer
+from ..tie import tie
 
 __all__ = ["ModelConfig", "config_of", "attach_config", "model_from_config"]
 
@@ -81,6 +83,15 @@ def attach_config(model: Layer, config: ModelConfig) -> Layer:
     """Record ``config`` on ``model`` (returns ``model``)."""
     model.fwd.fnnet_config = config
     return model
+
+
+def language_model(layers, config: ModelConfig) -> Layer:
+    """``serial(*layers)`` with the output head's table tied to the embedding's (first and
+    last layers) when ``config.tie_embeddings``, and ``config`` attached."""
+    net = serial(*layers)
+    if config.tie_embeddings:
+        net = tie(net, (0, "table"), (len(layers) - 1, "table"))
+    return attach_config(net, config)
 
 
 def model_from_config(config: ModelConfig, *, memory: str = "full",

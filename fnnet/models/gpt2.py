@@ -32,12 +32,10 @@ from every query; positions stay ``0 .. T-1``. Output: logits ``(batch, T, V)``.
 from __future__ import annotations
 
 from ..blocks import TransformerBlock, pass_mask
-from ..combinators import serial
 from ..core import Layer
 from ..initializers import normal
 from ..layers import Embedding, LayerNorm, PositionalEmbedding, Unembed
-from ..tie import tie
-from .config import ModelConfig, attach_config
+from .config import ModelConfig, language_model
 
 
 def gpt2(vocab_size: int, n_positions: int, d_model: int, num_heads: int, num_layers: int, *,
@@ -57,10 +55,7 @@ def gpt2(vocab_size: int, n_positions: int, d_model: int, num_heads: int, num_la
     layers = [pass_mask(Embedding(vocab_size, d_model, table_init=normal(0.02))),
               pass_mask(PositionalEmbedding(n_positions)), *[block] * num_layers,
               pass_mask(LayerNorm(eps)), pass_mask(Unembed(vocab_size), keep=False)]
-    net = serial(*layers)
-    if tie_embeddings:
-        net = tie(net, (0, "table"), (len(layers) - 1, "table"))
-    return attach_config(net, ModelConfig(
+    return language_model(layers, ModelConfig(
         "gpt2", vocab_size=vocab_size, d_model=d_model, num_heads=num_heads,
         num_layers=num_layers, hidden=hidden, max_positions=n_positions, eps=eps,
         tie_embeddings=tie_embeddings, attention_bias=True, mlp_bias=True))

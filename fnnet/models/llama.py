@@ -31,12 +31,10 @@ Input: ids ``(batch, T)`` or ``(ids, mask)`` with a padding mask (see
 from __future__ import annotations
 
 from ..blocks import LlamaBlock, pass_mask
-from ..combinators import serial
 from ..core import Layer
 from ..initializers import normal
 from ..layers import Embedding, RMSNorm, Unembed
-from ..tie import tie
-from .config import ModelConfig, attach_config
+from .config import ModelConfig, language_model
 
 
 def llama(vocab_size: int, d_model: int, num_heads: int, num_layers: int, hidden: int, *,
@@ -65,10 +63,7 @@ def llama(vocab_size: int, d_model: int, num_heads: int, num_layers: int, hidden
                        mlp_bias=mlp_bias, memory=memory, block_size=block_size, w_init=w)
     layers = [pass_mask(Embedding(vocab_size, d_model, table_init=w)), *[block] * num_layers,
               pass_mask(RMSNorm(eps)), pass_mask(Unembed(vocab_size, table_init=w), keep=False)]
-    net = serial(*layers)
-    if tie_embeddings:
-        net = tie(net, (0, "table"), (len(layers) - 1, "table"))
-    return attach_config(net, ModelConfig(
+    return language_model(layers, ModelConfig(
         "llama", vocab_size=vocab_size, d_model=d_model, num_heads=num_heads,
         num_layers=num_layers, hidden=hidden, max_positions=max_len, eps=eps,
         num_kv_heads=num_kv_heads, head_dim=head_dim, rope_theta=float(rope_theta),
