@@ -294,7 +294,14 @@ def _tie_backward(node: _Node, dy, mode, where):
     return sq, dx
 
 
+def _first(x):
+    """The first array of ``x`` (a tuple input, e.g. ``(ids, padding mask)``, is batched
+    along axis 0 of each entry)."""
+    return jax.tree.leaves(x)[0] if isinstance(x, (tuple, list)) else x
+
+
 def _check_batch(x, where):
+    x = _first(x)
     if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
         raise ValueError(f"{where}: x must have a non-empty batch axis, got shape {jnp.shape(x)}")
 
@@ -360,5 +367,5 @@ def per_example_grad_norms(model: Layer, loss: Loss, params, x, y, *, key=None):
     sq = walk(model, loss, params, x, y, key=key, mode="sqnorm",
               where="per_example_grad_norms")[1]
     if sq is None:
-        return jnp.zeros((jnp.shape(x)[0],), jnp.float32)
+        return jnp.zeros((jnp.shape(_first(x))[0],), jnp.float32)
     return jnp.sqrt(sq)
