@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet as fn
-from fnnet.models import generate as gen
+from fnnet.models.generate import TRACES
 
 from . import peers
 from .timing import block, interleaved, paired, step_rows, summary, timed_call
@@ -153,13 +153,13 @@ def case_generate(cfg, device) -> dict:
     fns, first_call, traces, out = {}, {}, {}, {}
     for name, cache in (("fnnet generate, KV cache", True),
                         ("fnnet generate, no cache (full forward per token)", False)):
-        before = dict(gen.TRACES)
-        call = (lambda cache=cache: block(gen.generate(model, params, prompt, s["new"],
+        before = dict(TRACES)
+        call = (lambda cache=cache: block(fn.models.generate(model, params, prompt, s["new"],
                                                        cache=cache)))
         first_call[name] = timed_call(lambda: out.__setitem__(name, call()))
         for _ in range(2):
             call()                                 # again: must not trace
-        traces[name] = {k: gen.TRACES[k] - before.get(k, 0) for k in ("program", "step")}
+        traces[name] = {k: TRACES[k] - before.get(k, 0) for k in ("program", "step")}
         fns[name] = call
     same = bool(np.array_equal(*(np.asarray(v) for v in out.values())))
     notes.append(f"cached and uncached ids equal: {same}")

@@ -11,8 +11,11 @@ characters, 103 distinct ones. Nothing is downloaded.
 * :func:`windows` -> the whole validation text as non-overlapping windows, for a
   deterministic validation loss (:func:`mean_loss`);
 * :func:`bits_per_char` converts a loss in nats;
-* :func:`sample` draws text with temperature from any causal model given as
-  ``logits_fn(ids (1, context)) -> logits (1, context, vocab)``, from an explicit key.
+* :func:`continue_ids` continues a prompt with a trained character model, from an
+  explicit key: a model with an architecture config (the char GPT) through
+  :func:`fnnet.models.generate` (KV cache) in windows of its context, any other causal
+  model (the char LSTM, which has no attention to cache) through :func:`sample`, which
+  runs the model on the last ``context`` ids for every new one.
 
 The character-model demos (``char_lstm``, ``char_gpt``) share their run on top of
 these: :func:`prepare` (corpus, vocabulary, prompt, split, validation windows),
@@ -106,16 +109,21 @@ def bits_per_char(nats):
     return nats / LN2
 
 
-def sample(logits_fn, prompt_ids, length: int, key, *, context: int, temperature: float = 1.0):
+def sample(logits_fn, prompt_ids, length: int, key, *, context: int, temperature: float = 1.0,
+           top_k: int | None = None):
     """Generate ``length`` ids after ``prompt_ids`` (a non-empty 1-d int array).
 
     ``logits_fn(ids)`` maps ``(1, context)`` ids to ``(1, context, vocab)`` logits and
     must be causal (position ``t`` sees ids ``<= t``, as an LSTM or a causal
     transformer): each step feeds the last ``context`` ids (fewer at the start,
     the unused tail of the window holding placeholders that causality ignores) and
-    samples from ``softmax(logits / temperature)`` at the last real position.
-    ``temperature=0`` is greedy (argmax). One compiled loop; returns the new ids.
+    samples from ``softmax(logits / temperature)`` at the last real position, over the
+    ``top_k`` most likely ids when given (the token choice of
+    :func:`fnnet.models.generate`). ``temperature=0`` is greedy (argmax). One compiled
+    loop; returns the new ids.
     """
+    from fnnet.models.generate import pick_token
+
     prompt_ids = np.asarray(prompt_ids, np.int32).reshape(-1)
     if prompt_ids.size == 0:
         raise ValueError("sample: prompt_ids must hold at least one id")
@@ -131,16 +139,50 @@ def sample(logits_fn, prompt_ids, length: int, key, *, context: int, temperature
             pos = n0 + i                                   # the position to fill
             start = jnp.maximum(pos - context, 0)
             window = jax.lax.dynamic_slice(jnp.concatenate([buf, pad]), (start,), (context,))
-            logits = logits_fn(window[None])[0, pos - 1 - start]
-            if temperature == 0:
-                nxt = jnp.argmax(logits)
-            else:
-                nxt = jax.random.categorical(jax.random.fold_in(key, i), logits / temperature)
-            return buf.at[pos].set(nxt.astype(jnp.int32))
+            logits = logits_fn(window[None])[:, pos - 1 - start]
+            nxt = pick_token(logits, key, i, temperature=temperature, greedy=temperature == 0,
+                             top_k=top_k)
+            return buf.at[pos].set(nxt[0])
 
         return jax.lax.fori_loop(0, length, step, buf)
 
     return np.asarray(run(buf, key))[n0:]
+
+
+def continue_ids(model, params, prompt_ids, length: int, key, *, context: int,
+                 temperature: float = 1.0, top_k: int | None = None):
+    """``length`` new ids after ``prompt_ids`` (a non-empty 1-d int array).
+
+    A model with an architecture config (``fn.models.gpt``, ``gpt2``, ``llama``)
+    continues with :func:`fnnet.models.generate` (KV cache): while the text fits its
+    ``context`` positions in one call, then in windows, each restarting from the last
+    ``context // 2`` ids of the text so far and adding ``context - context // 2`` (one
+    compiled program serves every window; window ``w`` samples from
+    ``fold_in(key, w)``). Any other causal model goes through :func:`sample` (a window
+    of the last ``context`` ids per new id).
+    """
+    import fnnet as fn
+    from fnnet.models.config import config_of
+
+    prompt_ids = np.asarray(prompt_ids, np.int32).reshape(-1)
+    if config_of(model) is None:
+        return sample(lambda w: fn.apply(model, params, w), prompt_ids, length, key,
+                      context=context, temperature=temperature, top_k=top_k)
+    if prompt_ids.size == 0:
+        raise ValueError("continue_ids: prompt_ids must hold at least one id")
+    if context < 2:
+        raise ValueError(f"continue_ids: context must be >= 2 positions, got {context}")
+    out = list(prompt_ids[-(context - 1):] if context > 1 else prompt_ids[-1:])
+    n0, window = len(out), 0
+    keep = max(1, context // 2)
+    while len(out) - n0 < length:
+        head = out[-keep:] if window else out
+        ids = fn.models.generate(model, params, np.asarray(head, np.int32)[None],
+                                 context - len(head), key=jax.random.fold_in(key, window),
+                                 temperature=temperature, top_k=top_k)
+        out += np.asarray(ids)[0, len(head):].tolist()
+        window += 1
+    return np.asarray(out[n0:n0 + length], np.int32)
 
 
 # --- the character-model demos' shared run ---------------------------------------------
@@ -246,8 +288,8 @@ def train_and_sample(model, opt, params, data, args, *, train_key, sample_key) -
     result = train(model, fn.losses.softmax_cross_entropy, opt, params, train_ids, val, args,
                    key=train_key)
     params = result["params"]
-    ids = sample(lambda w: fn.apply(model, params, w), prompt, args.sample_len, sample_key,
-                 context=args.seq_len, temperature=args.temperature)
+    ids = continue_ids(model, params, prompt, args.sample_len, sample_key,
+                       context=args.seq_len, temperature=args.temperature)
     result.update(model=model, sample=args.prompt + vocab.decode(ids),
                   temperature=args.temperature)
     return result

@@ -43,13 +43,14 @@ multi-head attention is its case ``kv_heads = heads`` without RoPE). So a cached
 computes what the full forward computes at that position, in another order of
 roundings (equal to ~1e-15 in float64; ``tests/test_generate.py``).
 
-One compiled program per (batch, prompt length, total length, greedy or sampling,
-``top_k``, model structure): the prefill and a ``lax.fori_loop`` over the new tokens,
-so no token recompiles, and a new prompt of the same shape or a new temperature reuses
-the program (the temperature is data). ``cache=False`` runs the same loop without the
-cache: every step is the model's full forward over the ``(batch, total)`` id buffer
-(the not-yet-generated tail holds id 0, which causality ignores), for reference and
-for the benchmark's with/without comparison.
+One compiled program per (batch, prompt length, total length, greedy or sampling, with
+or without ``top_k``, model structure, params dtype): the prefill and a
+``lax.fori_loop`` over the new tokens, so no token recompiles, and a new prompt of the
+same shape, a new temperature or a new ``top_k`` reuses the program (they are data;
+the ``top_k`` filter reads the ``k``-th largest logit off a sort). ``cache=False`` runs
+the same loop without the cache: every step is the model's full forward over the
+``(batch, total)`` id buffer (the not-yet-generated tail holds id 0, which causality
+ignores), for reference and for the benchmark's with/without comparison.
 
 Not done: stopping at an end-of-text id (the output always has ``max_new_tokens`` new
 ids: cut at the first end id yourself), prompts of different lengths in one batch
@@ -84,17 +85,18 @@ TRACES: collections.Counter = collections.Counter()
 
 # --- choosing a token from logits --------------------------------------------------------
 
-def pick_token(logits, key, step, *, temperature, greedy: bool, top_k: int | None):
+def pick_token(logits, key, step, *, temperature, greedy: bool, top_k=None):
     """The next ids ``(batch,)`` from ``logits (batch, vocab)``; see the module docstring.
 
-    ``greedy`` (static) is ``temperature == 0``; otherwise ``temperature`` may be traced
-    and the draw uses ``jax.random.fold_in(key, step)``.
+    ``greedy`` (static) is ``temperature == 0``; otherwise ``temperature`` and ``top_k``
+    (None: no filter; else ``1 <= top_k <= vocab``) may be traced, and the draw uses
+    ``jax.random.fold_in(key, step)``. Ids tied with the ``top_k``-th largest logit stay.
     """
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     z = logits / jnp.asarray(temperature, logits.dtype)
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = lax.top_k(z, top_k)[0][..., -1:]
+    if top_k is not None:
+        kth = lax.dynamic_index_in_dim(jnp.sort(z, axis=-1), z.shape[-1] - top_k, axis=-1)
         z = jnp.where(z < kth, -jnp.inf, z)
     return jax.random.categorical(jax.random.fold_in(key, step), z, axis=-1).astype(jnp.int32)
 
@@ -242,39 +244,52 @@ def _forward_cached(dec: Decoder, params, ids, caches, pos):
 
 # --- the compiled programs ---------------------------------------------------------------
 
-@partial(jax.jit, static_argnames=("model", "total", "greedy", "top_k", "cache"))
-def _run(params, prompt, key, temperature, *, model, total, greedy, top_k, cache):
+@partial(jax.jit, static_argnames=("model", "total", "greedy", "filtered", "cache",
+                                   "with_logits"))
+def _run(params, prompt, key, temperature, top_k, *, model, total, greedy, filtered, cache,
+         with_logits):
     TRACES["program"] += 1
     model = model.obj
     b, t0 = prompt.shape
     ids = jnp.zeros((b, total), jnp.int32).at[:, :t0].set(prompt)
-    pick = partial(pick_token, key=key, temperature=temperature, greedy=greedy, top_k=top_k)
-    if not cache:
-        def step(i, ids):
-            TRACES["step"] += 1
+
+    def emit(i, logits, ids, out):
+        """Choose the ``i``-th new id from ``logits (batch, vocab)``; keep the logits."""
+        nxt = pick_token(logits, key, i, temperature=temperature, greedy=greedy,
+                         top_k=top_k if filtered else None)
+        if with_logits:
+            out = lax.dynamic_update_index_in_dim(out, logits, i, axis=1)
+        return lax.dynamic_update_index_in_dim(ids, nxt, t0 + i, axis=1), out
+
+    if cache:
+        dec = decoder(model)
+        full = dec.fill(params)
+        dtype = jnp.result_type(full[0]["table"])
+        shape = (b, dec.num_kv_heads, total, dec.head_dim)
+        state = [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in dec.blocks]
+        first, state = _forward_cached(dec, full, prompt, state, 0)     # prefill
+
+        def next_logits(i, ids, caches):                  # one id, at position t0 + i - 1
+            last = lax.dynamic_slice_in_dim(ids, t0 + i - 1, 1, axis=1)
+            return _forward_cached(dec, full, last, caches, t0 + i - 1)
+    else:
+        def next_logits(i, ids, state):                   # the full forward, every time
             logits = apply(model, params, ids)
-            z = lax.dynamic_index_in_dim(logits, t0 + i - 1, axis=1, keepdims=False)
-            return lax.dynamic_update_index_in_dim(ids, pick(z, step=i), t0 + i, axis=1)
+            return lax.dynamic_index_in_dim(logits, t0 + i - 1, axis=1, keepdims=False), state
 
-        return lax.fori_loop(0, total - t0, step, ids)
-
-    dec = decoder(model)
-    full = dec.fill(params)
-    dtype = jnp.result_type(full[0]["table"])
-    shape = (b, dec.num_kv_heads, total, dec.head_dim)
-    caches = [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in dec.blocks]
-    logits, caches = _forward_cached(dec, full, prompt, caches, 0)
-    ids = ids.at[:, t0].set(pick(logits, step=0))
+        first, state = next_logits(0, ids, ())
+    out = jnp.zeros((b, total - t0, first.shape[-1]), first.dtype) if with_logits else ()
+    ids, out = emit(0, first, ids, out)
 
     def step(i, carry):
         TRACES["step"] += 1
-        ids, caches = carry
-        pos = t0 + i - 1                                    # the last id written
-        last = lax.dynamic_slice_in_dim(ids, pos, 1, axis=1)
-        logits, caches = _forward_cached(dec, full, last, caches, pos)
-        return lax.dynamic_update_index_in_dim(ids, pick(logits, step=i), pos + 1, axis=1), caches
+        ids, state, out = carry
+        logits, state = next_logits(i, ids, state)
+        ids, out = emit(i, logits, ids, out)
+        return ids, state, out
 
-    return lax.fori_loop(1, total - t0, step, (ids, caches))[0]
+    ids, _, out = lax.fori_loop(1, total - t0, step, (ids, state, out))
+    return (ids, out) if with_logits else ids
 
 
 def _check_int(what, v, low):
@@ -286,7 +301,8 @@ def _check_int(what, v, low):
 
 
 def generate(model: Layer, params, prompt_ids, max_new_tokens: int, *, key=None,
-             temperature: float = 0.0, top_k: int | None = None, cache: bool = True):
+             temperature: float = 0.0, top_k: int | None = None, cache: bool = True,
+             return_logits: bool = False):
     """Continue ``prompt_ids (batch, T_prompt)`` by ``max_new_tokens`` ids.
 
     Returns int32 ids ``(batch, T_prompt + max_new_tokens)`` whose first ``T_prompt``
@@ -295,11 +311,16 @@ def generate(model: Layer, params, prompt_ids, max_new_tokens: int, *, key=None,
     temperature)`` and needs ``key`` (a ``jax.random`` key: the same key gives the same
     ids); ``top_k`` restricts each draw to the ``top_k`` most likely ids. ``cache=False``
     recomputes the full forward for every token (same ids; slower, for comparison).
+    ``return_logits=True`` returns ``(ids, logits)`` with ``logits (batch,
+    max_new_tokens, vocab)`` the scores each new id was chosen from (before temperature
+    and ``top_k``; ``transformers``' ``output_logits``).
 
     ``model`` must carry an architecture config (``fn.models.gpt2``, ``gpt``, ``llama``,
     ``from_pretrained``), and ``T_prompt + max_new_tokens`` must not exceed its maximum
-    number of positions. Compiles once per (batch, T_prompt, total length, greedy or
-    sampling, ``top_k``); see the module docstring.
+    number of positions (a Llama's ``max_len`` too, although rotary positions have no
+    table: build or load it with a larger one to generate further).
+    Compiles once per (batch, T_prompt, total length, greedy or sampling, with or
+    without ``top_k``); see the module docstring.
     """
     dec = decoder(model)
     prompt = jnp.asarray(prompt_ids)
@@ -346,7 +367,10 @@ def generate(model: Layer, params, prompt_ids, max_new_tokens: int, *, key=None,
         key = jax.random.wrap_key_data(key)
     prompt = prompt.astype(jnp.int32)
     if new == 0:
-        return prompt
-    return _run(params, prompt, key, jnp.float32(temperature if not greedy else 1.0),
-                model=keyed(model), total=total, greedy=greedy,
-                top_k=None if greedy else top_k, cache=bool(cache))
+        return (prompt, jnp.zeros((prompt.shape[0], 0, dec.vocab_size))) if return_logits \
+            else prompt
+    filtered = not greedy and top_k is not None
+    return _run(params, prompt, key, 1.0 if greedy else float(temperature),
+                jnp.int32(min(top_k, dec.vocab_size) if filtered else 1),
+                model=keyed(model), total=total, greedy=greedy, filtered=filtered,
+                cache=bool(cache), with_logits=bool(return_logits))
