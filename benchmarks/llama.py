@@ -26,8 +26,8 @@ import fnnet as fn
 from fnnet.models.generate import TRACES
 
 from . import peers
-from .timing import block, interleaved, paired, step_rows, summary, timed_call
-from .transformer import _memory, jitted_step
+from .timing import block, interleaved, summary, timed_call
+from .transformer import lm_step_case
 
 
 def llama_sizes(quick: bool) -> dict:
@@ -86,52 +86,17 @@ class TorchLlamaStep(peers.TorchTrainStep):
 
 def case_llama(cfg, device) -> dict:
     s = llama_sizes(cfg.quick)
-    notes = []
-    rng = np.random.default_rng(0)
-    ids = jnp.asarray(rng.integers(0, s["vocab"], (s["batch"], s["T"])), jnp.int32)
-    labels = jnp.asarray(rng.integers(0, s["vocab"], (s["batch"], s["T"])), jnp.int32)
-    loss, opt = fn.losses.softmax_cross_entropy, fn.optim.adamw(1e-3)
-    models = {m: build(s, m) for m in ("full", "lean")}
-    params = jax.jit(models["full"].init, static_argnums=1)(jax.random.key(0), (s["T"],))
-    params, ids, labels = jax.device_put((params, ids, labels), device)
-    state = opt.init(params)
-    fns, mem, first_loss = {}, {}, {}
-    variants = [("fnnet manual", "full", "manual"), ("fnnet autodiff", "full", "autodiff"),
-                ("fnnet manual, lean attention", "lean", "manual")]
-    for name, memory, method in variants[:2] if cfg.quick else variants:
-        step = jitted_step(models[memory], loss, opt, method)
-        mem[name] = _memory(step.lower(params, state, ids, labels).compile())
-        first_loss[name] = float(step(params, state, ids, labels)[2])
-        fns[name] = (lambda step=step: block(step(params, state, ids, labels)))
-    ok, why = transformers_available()
-    notes.append(why)
-    if ok and cfg.device == "cpu":
-        import torch
-
-        tids = torch.tensor(np.asarray(ids, np.int64))
-        tlab = torch.tensor(np.asarray(labels, np.int64))
-        hf = torch_llama(models["full"], params)
-        tstep = TorchLlamaStep(hf, 1e-3)
-        with torch.no_grad():
-            first_loss["PyTorch eager"] = float(tstep.loss(tids, tlab))
-        nthreads = peers.torch_threads()
-        fns[f"PyTorch eager cpu ({nthreads} threads)"] = lambda: tstep.step(tids, tlab)
-        if nthreads > 1 and not cfg.quick:
-            tstep1 = TorchLlamaStep(torch_llama(models["full"], params), 1e-3, threads=1)
-            fns["PyTorch eager cpu, 1 thread"] = lambda: tstep1.step(tids, tlab)
-        notes.append("PyTorch: transformers LlamaForCausalLM (sdpa attention) loaded from the "
-                     "directory fn.models.save_pretrained wrote")
-    t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
-    pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
-    rows, temp = step_rows(t, mem, first_loss, notes, per_example=s["batch"] * s["T"])
-    return {"title": f"13. Llama train step: d={s['d']}, {s['heads']} heads / {s['kv_heads']} "
-                     f"kv heads, SwiGLU {s['hidden']}, {s['layers']} blocks, T={s['T']}, batch "
-                     f"{s['batch']}, vocab {s['vocab']}, AdamW",
-            "rows": rows, "sizes": s, "memory": mem,
-            "temp_ratio_manual_over_autodiff": temp["fnnet manual"] / temp["fnnet autodiff"],
-            "temp_ratio_lean_over_autodiff":
-                temp.get("fnnet manual, lean attention", float("nan")) / temp["fnnet autodiff"],
-            "manual_over_autodiff_paired": pair, "first_step_loss": first_loss, "notes": notes}
+    case = lm_step_case(
+        cfg, device, s, lambda memory: build(s, memory),
+        lambda params, threads: TorchLlamaStep(torch_llama(build(s), params), 1e-3,
+                                               threads=threads),
+        transformers_available,
+        f"13. Llama train step: d={s['d']}, {s['heads']} heads / {s['kv_heads']} kv heads, "
+        f"SwiGLU {s['hidden']}, {s['layers']} blocks, T={s['T']}, batch {s['batch']}, vocab "
+        f"{s['vocab']}, AdamW")
+    case["notes"].append("PyTorch: transformers' LlamaForCausalLM (its default sdpa attention) "
+                         "loaded from the directory fn.models.save_pretrained wrote")
+    return case
 
 
 # --- 14. generation throughput -----------------------------------------------------------

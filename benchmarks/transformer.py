@@ -108,15 +108,21 @@ def jitted_step(model, loss, opt, method):
     return jax.jit(step)
 
 
-def case_gpt(cfg, device) -> dict:
-    s = gpt_sizes(cfg.quick)
+def lm_step_case(cfg, device, s: dict, build, peer, peer_available, title: str) -> dict:
+    """A language model's train step (AdamW, softmax cross-entropy on random ids and
+    labels): fnnet manual / autodiff / manual with the lean attention (time, paired
+    ratio, compiled temp memory) and a PyTorch eager peer on the same weights.
+
+    ``build(memory)`` -> the fnnet model; ``peer(params, threads)`` -> an object with
+    ``loss(ids, labels)`` and ``step(ids, labels)`` (:class:`peers.TorchTrainStep`);
+    ``peer_available()`` -> ``(ok, note)``. ``s``: sizes with ``vocab, T, batch``.
+    """
     notes = []
     rng = np.random.default_rng(0)
     ids = jnp.asarray(rng.integers(0, s["vocab"], (s["batch"], s["T"])), jnp.int32)
     labels = jnp.asarray(rng.integers(0, s["vocab"], (s["batch"], s["T"])), jnp.int32)
     loss, opt = fn.losses.softmax_cross_entropy, fn.optim.adamw(1e-3)
-    models = {m: gpt(s["vocab"], s["T"], d_model=s["d"], num_heads=s["heads"],
-                     num_layers=s["layers"], memory=m) for m in ("full", "lean")}
+    models = {m: build(m) for m in ("full", "lean")}
     params = jax.jit(models["full"].init, static_argnums=1)(jax.random.key(0), (s["T"],))
     params, ids, labels = jax.device_put((params, ids, labels), device)
     state = opt.init(params)
@@ -128,12 +134,13 @@ def case_gpt(cfg, device) -> dict:
         mem[name] = _memory(step.lower(params, state, ids, labels).compile())
         first_loss[name] = float(step(params, state, ids, labels)[2])
         fns[name] = (lambda step=step: block(step(params, state, ids, labels)))
-    ok, why = peers.torch_available()
+    ok, why = peer_available()
     notes.append(why)
     if ok and cfg.device == "cpu":
         import torch
 
-        tg = TorchGPT(jax.device_get(params), s["heads"], 1e-3)
+        host = jax.device_get(params)
+        tg = peer(host, None)
         tids = torch.tensor(np.asarray(ids, np.int64))
         tlab = torch.tensor(np.asarray(labels, np.int64))
         with torch.no_grad():
@@ -141,18 +148,28 @@ def case_gpt(cfg, device) -> dict:
         nthreads = peers.torch_threads()
         fns[f"PyTorch eager cpu ({nthreads} threads)"] = lambda: tg.step(tids, tlab)
         if nthreads > 1 and not cfg.quick:
-            tg1 = TorchGPT(jax.device_get(params), s["heads"], 1e-3, threads=1)
+            tg1 = peer(host, 1)
             fns["PyTorch eager cpu, 1 thread"] = lambda: tg1.step(tids, tlab)
     t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
     pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
     rows, temp = step_rows(t, mem, first_loss, notes, per_example=s["batch"] * s["T"])
-    return {"title": f"7. GPT train step: d={s['d']}, {s['heads']} heads, {s['layers']} blocks, "
-                     f"T={s['T']}, batch {s['batch']}, vocab {s['vocab']}, AdamW",
-            "rows": rows, "sizes": s, "memory": mem,
+    return {"title": title, "rows": rows, "sizes": s, "memory": mem,
             "temp_ratio_manual_over_autodiff": temp["fnnet manual"] / temp["fnnet autodiff"],
             "temp_ratio_lean_over_autodiff":
                 temp.get("fnnet manual, lean attention", float("nan")) / temp["fnnet autodiff"],
             "manual_over_autodiff_paired": pair, "first_step_loss": first_loss, "notes": notes}
+
+
+def case_gpt(cfg, device) -> dict:
+    s = gpt_sizes(cfg.quick)
+    return lm_step_case(
+        cfg, device, s,
+        lambda memory: gpt(s["vocab"], s["T"], d_model=s["d"], num_heads=s["heads"],
+                           num_layers=s["layers"], memory=memory),
+        lambda params, threads: TorchGPT(params, s["heads"], 1e-3, threads=threads),
+        peers.torch_available,
+        f"7. GPT train step: d={s['d']}, {s['heads']} heads, {s['layers']} blocks, "
+        f"T={s['T']}, batch {s['batch']}, vocab {s['vocab']}, AdamW")
 
 
 # --- 8. attention alone ----------------------------------------------------------------

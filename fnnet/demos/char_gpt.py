@@ -38,31 +38,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or "char_gpt.py",
         description="Train a small character GPT on pydoc_data/topics.py (ships with Python; "
                     "no download) and print losses, throughput and a sample.")
-    pi, pf = _common.positive_int, _common.positive_float
+    pi = _common.positive_int
     p.add_argument("--steps", type=pi, default=2000,
                    help="training steps; the learning-rate schedule spans them (default 2000)")
     p.add_argument("--d-model", type=pi, default=128, help="width (default 128)")
     p.add_argument("--heads", type=pi, default=4, help="attention heads (default 4)")
     p.add_argument("--layers", type=pi, default=4, help="transformer blocks (default 4)")
-    p.add_argument("--lr", type=pf, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
-    p.add_argument("--warmup", type=pi, default=100, help="linear warmup steps (default 100)")
-    p.add_argument("--weight-decay", type=float, default=0.1,
-                   help="AdamW decoupled weight decay on kernels and tables (default 0.1)")
+    text.add_adamw_flags(p, lr=3e-3, warmup=100)
     p.add_argument("--memory", choices=("full", "lean"), default="full",
                    help="attention backward: keep the probabilities (full) or recompute them "
                         "in blocks (lean)")
     text.add_run_flags(p, seq_len=128, val_windows=256)
     return p
-
-
-def make_optimizer(args):
-    """Clip, then AdamW with warmup + cosine decay to a tenth of the peak over ``--steps``."""
-    steps = max(args.steps, args.warmup + 1)
-    schedule = fn.optim.warmup_cosine_decay_schedule(0.0, args.lr, args.warmup, steps,
-                                                     end_value=args.lr / 10)
-    return fn.optim.chain(fn.optim.clip_by_global_norm(args.clip),
-                          fn.optim.adamw(schedule, weight_decay=args.weight_decay,
-                                         mask=fn.optim.kernel_mask))
 
 
 def run(args) -> dict:
@@ -87,7 +74,7 @@ def run(args) -> dict:
           f"lr={args.lr} (warmup {args.warmup}, cosine), wd {args.weight_decay:g}, clip "
           f"{args.clip:g}, batch {args.batch_size} x {args.seq_len}, {args.steps} steps"
           + (f" or {args.seconds:g} s" if args.seconds else "") + f", method={args.method}")
-    return text.train_and_sample(model, make_optimizer(args), params, data, args,
+    return text.train_and_sample(model, text.make_optimizer(args), params, data, args,
                                  train_key=k_data, sample_key=k_sample)
 
 

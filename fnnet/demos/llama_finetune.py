@@ -35,7 +35,7 @@ import fnnet as fn
 from fnnet.demos import _common, text
 
 QUICK = dict(steps=30, d_model=32, heads=4, kv_heads=2, layers=1, hidden=64, seq_len=16,
-             batch_size=8, warmup=5, eval_every=15, sample_len=40, val_windows=64)
+             batch_size=8, warmup=5, eval_every=15, sample_len=12, val_windows=64)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Build a small Llama, save it in the Hugging Face format, load it back, "
                     "fine-tune it on pydoc_data/topics.py (ships with Python; no download), "
                     "print per-example gradient norms of a batch and a generated sample.")
-    pi, pf = _common.positive_int, _common.positive_float
+    pi = _common.positive_int
     p.add_argument("--steps", type=pi, default=1000, help="training steps (default 1000)")
     p.add_argument("--d-model", type=pi, default=128, help="width (default 128)")
     p.add_argument("--heads", type=pi, default=4, help="query heads (default 4)")
@@ -52,26 +52,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="key/value heads, dividing --heads (default 2: grouped-query)")
     p.add_argument("--layers", type=pi, default=2, help="Llama blocks (default 2)")
     p.add_argument("--hidden", type=pi, default=344, help="SwiGLU hidden units (default 344)")
-    p.add_argument("--lr", type=pf, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
-    p.add_argument("--warmup", type=pi, default=50, help="linear warmup steps (default 50)")
-    p.add_argument("--weight-decay", type=float, default=0.1,
-                   help="AdamW decoupled weight decay on kernels and tables (default 0.1)")
+    text.add_adamw_flags(p, lr=3e-3, warmup=50)
     p.add_argument("--top-k", type=pi, default=None,
                    help="sample from the k most likely characters only")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also save the fine-tuned model here in the Hugging Face format")
     text.add_run_flags(p, seq_len=64, val_windows=128)
     return p
-
-
-def make_optimizer(args):
-    """Clip, then AdamW with warmup + cosine decay to a tenth of the peak over ``--steps``."""
-    steps = max(args.steps, args.warmup + 1)
-    schedule = fn.optim.warmup_cosine_decay_schedule(0.0, args.lr, args.warmup, steps,
-                                                     end_value=args.lr / 10)
-    return fn.optim.chain(fn.optim.clip_by_global_norm(args.clip),
-                          fn.optim.adamw(schedule, weight_decay=args.weight_decay,
-                                         mask=fn.optim.kernel_mask))
 
 
 def _files(directory: str) -> str:
@@ -95,14 +82,20 @@ def save_and_reload(model, params, directory: str):
 
 
 def per_example_norms(model, params, train_ids, args, key):
-    """Per-example gradient norms of one training batch: ``(norms, batch gradient norm)``."""
+    """Per-example gradient norms of one training batch, and the norm of the batch's
+    (mean) gradient: ``(norms (batch,), float)``; one compiled call."""
     x, y = text.random_batch(jnp.asarray(train_ids), key, batch_size=args.batch_size,
                              seq_len=args.seq_len)
     loss = fn.losses.softmax_cross_entropy
-    norms = np.asarray(fn.per_example_grad_norms(model, loss, params, x, y))
-    _, grads = fn.value_and_grad(model, loss)(params, x, y)
-    batch = float(jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))))
-    return norms, batch
+
+    @jax.jit
+    def norms(params, x, y):
+        _, grads = fn.value_and_grad(model, loss)(params, x, y)
+        return (fn.per_example_grad_norms(model, loss, params, x, y),
+                jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))))
+
+    each, batch = norms(params, x, y)
+    return np.asarray(each), float(batch)
 
 
 def run(args) -> dict:
@@ -126,7 +119,7 @@ def run(args) -> dict:
     params = jax.jit(model.init, static_argnums=1)(k_init, (args.seq_len,))
     n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
     print(f"Llama: vocabulary {len(vocab)} characters of pydoc_data/topics.py "
-          f"({len(corpus):,}), {args.layers} blocks, d={args.d_model}, {args.heads} query / "
+          f"({len(corpus):,}), {args.layers} block{'s' * (args.layers > 1)}, d={args.d_model}, {args.heads} query / "
           f"{args.kv_heads} key-value heads (rotary), SwiGLU {args.hidden}, context "
           f"{args.seq_len}, {n_params:,} parameters")
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,14 +128,13 @@ def run(args) -> dict:
           f"cosine), wd {args.weight_decay:g}, clip {args.clip:g}, batch {args.batch_size} x "
           f"{args.seq_len}, {args.steps} steps" + (f" or {args.seconds:g} s" if args.seconds
                                                      else "") + f", method={args.method}")
-    result = text.train(model, fn.losses.softmax_cross_entropy, make_optimizer(args), params,
+    result = text.train(model, fn.losses.softmax_cross_entropy, text.make_optimizer(args), params,
                         train_ids, val, args, key=k_data)
     params = result["params"]
     norms, batch_norm = per_example_norms(model, params, train_ids, args, k_norms)
     ids = text.continue_ids(model, params, prompt, args.sample_len, k_sample,
                             context=args.seq_len, temperature=args.temperature, top_k=args.top_k)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
         fn.models.save_pretrained(args.out, model, params)
     result.update(model=model, sample=args.prompt + vocab.decode(ids),
                   temperature=args.temperature, top_k=args.top_k, norms=norms,

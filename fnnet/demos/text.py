@@ -295,6 +295,32 @@ def train_and_sample(model, opt, params, data, args, *, train_key, sample_key) -
     return result
 
 
+def add_adamw_flags(p, *, lr: float, warmup: int):
+    """``--lr``, ``--warmup`` and ``--weight-decay`` for :func:`make_optimizer`."""
+    from ._common import positive_float, positive_int
+
+    p.add_argument("--lr", type=positive_float, default=lr,
+                   help=f"peak AdamW learning rate (default {lr:g})")
+    p.add_argument("--warmup", type=positive_int, default=warmup,
+                   help=f"linear warmup steps (default {warmup})")
+    p.add_argument("--weight-decay", type=float, default=0.1,
+                   help="AdamW decoupled weight decay on kernels and tables (default 0.1)")
+
+
+def make_optimizer(args):
+    """Clip the global gradient norm to ``args.clip``, then AdamW (decay on kernels and
+    tables only) with linear warmup and cosine decay to a tenth of the peak over
+    ``args.steps``."""
+    import fnnet as fn
+
+    steps = max(args.steps, args.warmup + 1)
+    schedule = fn.optim.warmup_cosine_decay_schedule(0.0, args.lr, args.warmup, steps,
+                                                     end_value=args.lr / 10)
+    return fn.optim.chain(fn.optim.clip_by_global_norm(args.clip),
+                          fn.optim.adamw(schedule, weight_decay=args.weight_decay,
+                                         mask=fn.optim.kernel_mask))
+
+
 def add_run_flags(p, *, seq_len: int, val_windows: int | None):
     """The flags both character demos share (budget, batches, reports, sampling, plot)."""
     from ._common import plot_path, positive_float, positive_int
