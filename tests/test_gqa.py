@@ -70,8 +70,8 @@ def test_three_way(kw, padded):
 
 
 @pytest.mark.parametrize("heads, kv, kw", [
-    (4, 2, dict(bias=True)),
-    (4, 1, dict(head_dim=4, rope_theta=100.0, causal=False)),      # MQA, H * dh != d
+    (4, 2, dict(bias=True, head_dim=4, rope_theta=100.0)),        # H * dh != d
+    pytest.param(4, 1, dict(causal=False), marks=pytest.mark.slow),   # MQA, no causal mask
 ])
 def test_equals_numpy_reference_and_lean_equals_full(heads, kv, kw):
     full = fn.GroupedQueryAttention(heads, kv, **kw)

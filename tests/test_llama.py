@@ -1,6 +1,7 @@
-"""The Llama block and model (and GPT-2's padding path): composed pieces, every gradient
-proven in float64 against jax.grad, with and without a padding mask; per-example
-gradients through the mask; the architecture record."""
+"""The Llama block and model: composed pieces, every gradient proven in float64 against
+jax.grad, with and without a padding mask; per-example gradients through the mask; the
+architecture record. (GPT-2's padding path equals transformers' attention_mask in
+test_hf_transformers.py; its attention's mask, MultiHeadAttention's, in test_gqa.py.)"""
 
 import jax
 import jax.numpy as jnp
@@ -92,21 +93,6 @@ def test_per_example_gradients_through_the_mask(tiny):
             one = jax.tree.map(lambda a: a[i:i + 1], labels)
             _, gi = vg["manual"](params, (ids[i:i + 1], MASK[i:i + 1]), one)
             assert_trees_close(jax.tree.map(lambda a: a[i], g), gi, 1e-10, f"example {i}")
-
-
-def test_gpt2_takes_a_padding_mask_too():
-    model = fn.models.gpt2(V, 8, 8, 2, 1)
-    ids = jnp.asarray(np.random.default_rng(4).integers(0, V, (B, T)), jnp.int32)
-
-    @jax.jit
-    def logits(key):
-        p = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(key, a.shape), model.init(key, (T,)))
-        return (fn.apply(model, p, (ids, MASK)), fn.apply(model, p, (ids.at[1, :2].set(0), MASK)),
-                fn.apply(model, p, ids))
-
-    padded, moved, plain = logits(jax.random.key(0))
-    np.testing.assert_allclose(padded[0], plain[0], rtol=2e-5, atol=1e-6)
-    np.testing.assert_allclose(moved[1, 2:], padded[1, 2:], rtol=2e-5, atol=1e-6)
 
 
 def test_builders_attach_their_config():
