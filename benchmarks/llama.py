@@ -30,6 +30,9 @@ from .timing import block, interleaved, summary, timed_call
 from .transformer import lm_step_case
 
 
+NO_CACHE = "fnnet generate, cache=False"     # the full forward over the buffer per token
+
+
 def llama_sizes(quick: bool) -> dict:
     if quick:
         return dict(vocab=32, d=32, heads=4, kv_heads=2, hidden=64, layers=1, T=16, batch=2)
@@ -60,6 +63,7 @@ def torch_llama(model, params, **kwargs):
     import torch
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         fn.models.save_pretrained(tmp, model, jax.device_get(params))
         hf = transformers.LlamaForCausalLM.from_pretrained(tmp, dtype=torch.float32, **kwargs)
@@ -117,7 +121,7 @@ def case_generate(cfg, device) -> dict:
     params, prompt = jax.device_put((params, prompt), device)
     fns, first_call, traces, out = {}, {}, {}, {}
     for name, cache in (("fnnet generate, KV cache", True),
-                        ("fnnet generate, no cache (full forward per token)", False)):
+                        (NO_CACHE, False)):
         before = dict(TRACES)
         call = (lambda cache=cache: block(fn.models.generate(model, params, prompt, s["new"],
                                                        cache=cache)))
@@ -142,7 +146,7 @@ def case_generate(cfg, device) -> dict:
                 return hf.generate(tprompt, max_new_tokens=s["new"], do_sample=False,
                                    pad_token_id=0)
 
-        name = "transformers generate (PyTorch eager, KV cache)"
+        name = "transformers generate (KV cache)"
         first_call[name] = timed_call(lambda: out.__setitem__(name, hf_generate()))
         fns[name] = hf_generate
         ref = np.asarray(out["fnnet generate, KV cache"])[0, s["prompt"]:]
@@ -167,7 +171,7 @@ def case_generate(cfg, device) -> dict:
     notes.append("traces while generating 3 times: " + ", ".join(
         f"{k}: {v['program']} program, {v['step']} decode step" for k, v in traces.items()))
     cached = t["fnnet generate, KV cache"]
-    uncached = t["fnnet generate, no cache (full forward per token)"]
+    uncached = t[NO_CACHE]
     speedup = summary([b / a for a, b in zip(cached["rounds"], uncached["rounds"])])
     return {"title": f"14. generation: {s['new']} new tokens after a {s['prompt']}-token prompt, "
                      f"batch {s['batch']}, greedy, the case-13 Llama (d={s['d']}, {s['layers']} "

@@ -61,7 +61,7 @@ def test_cached_decoding_equals_the_full_forward_at_every_step(kind):
                                           ids)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", [pytest.param("gpt2", marks=pytest.mark.slow), "llama"])
 def test_sampling_is_reproducible_and_top_k_restricts_the_draws(kind):
     model, params, prompt = tiny(kind)
     with jax.enable_x64(True):
@@ -132,67 +132,27 @@ def test_the_char_gpt_toy_model_has_the_gpt2_layout_generate_reads():
 
 # --- transformers' greedy generate, token for token (float64) ----------------------------
 
-def _hf_float64_llama(monkeypatch, transformers, torch):
-    """HF Llama computes RMSNorm and the RoPE angles in float32 even in a float64 model;
-    patched here to the input's dtype so that the float64 comparison is exact (unpatched,
-    logits agree to ~1e-7, which could flip a near-tie)."""
-    m = transformers.models.llama.modeling_llama
-
-    def rms(self, h):
-        return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True)
-                                              + self.variance_epsilon))
-
-    def rope(self, x, position_ids):
-        freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(torch.float64)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return ((emb.cos() * self.attention_scaling).to(x.dtype),
-                (emb.sin() * self.attention_scaling).to(x.dtype))
-
-    def inv_freq(self):
-        dim = self.config.head_dim if getattr(self.config, "head_dim", None) else \
-            self.config.hidden_size // self.config.num_attention_heads
-        theta = self.config.rope_parameters["rope_theta"] if getattr(
-            self.config, "rope_parameters", None) else self.config.rope_theta
-        return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-
-    monkeypatch.setattr(m.LlamaRMSNorm, "forward", rms)
-    monkeypatch.setattr(m.LlamaRotaryEmbedding, "forward", rope)
-    return inv_freq
-
-
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_greedy_equals_transformers_generate(kind, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa-bias", "llama-mqa-tied"])
+def test_greedy_equals_transformers_generate(name, tmp_path):
+    """A tiny random transformers model (tests/test_hf_transformers.py's: GPT-2; Llama with
+    grouped-query heads and biases; tied Llama with one key/value head and head_dim != d /
+    heads) saved by transformers, loaded by fnnet in float64: fnnet's greedy ids equal
+    ``transformers``' greedy ``generate`` (its own KV cache) token for token. transformers'
+    Llama is patched to compute RMSNorm, the rotary angles and the softmax in float64
+    (``float64_llama``); unpatched the logits agree to ~1e-7, which could flip a near tie."""
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     pytest.importorskip("safetensors")
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        config = transformers.GPT2Config(vocab_size=V, n_positions=P, n_embd=8, n_layer=2,
-                                         n_head=2, bos_token_id=0, eos_token_id=0)
-        hf = transformers.GPT2LMHeadModel(config)
-    else:
-        inv_freq = _hf_float64_llama(monkeypatch, transformers, torch)
-        config = transformers.LlamaConfig(vocab_size=V, hidden_size=8, intermediate_size=12,
-                                          num_hidden_layers=2, num_attention_heads=4,
-                                          num_key_value_heads=2, max_position_embeddings=P,
-                                          tie_word_embeddings=False, bos_token_id=0,
-                                          eos_token_id=0)
-        hf = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():                  # larger weights than init: decisive logits
-        for p in hf.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    hf.save_pretrained(tmp_path)           # safetensors, as a Hugging Face checkpoint
-    hf = type(hf).from_pretrained(tmp_path, dtype=torch.float64,
-                                  attn_implementation="eager").eval()
-    if kind == "llama":
-        for m in hf.modules():
-            if isinstance(m, transformers.models.llama.modeling_llama.LlamaRotaryEmbedding):
-                m.inv_freq = inv_freq(m)
-    hf.generation_config.eos_token_id = None          # always max_new_tokens, as fnnet
-    prompt = np.random.default_rng(7).integers(0, V, (2, T0))
-    with torch.no_grad():
+    from test_hf_transformers import V as VOCAB, _hf_model, float64_llama
+
+    hf = _hf_model(name, seed=3)
+    hf.save_pretrained(tmp_path)
+    hf.generation_config.eos_token_id = None              # always max_new_tokens, as fnnet
+    prompt = np.random.default_rng(7).integers(0, VOCAB, (2, T0))
+    with torch.no_grad(), float64_llama(name):
         want = hf.generate(torch.tensor(prompt), max_new_tokens=NEW, do_sample=False,
                            pad_token_id=0).numpy()
+    assert len({tuple(r) for r in want[:, T0:]}) > 1      # not a degenerate continuation
     with jax.enable_x64(True):
         model, params = fn.models.from_pretrained(tmp_path, dtype=jnp.float64)
         got = np.asarray(generate(model, params, jnp.asarray(prompt, jnp.int32), NEW))

@@ -73,6 +73,7 @@ from ..core import Layer, apply
 from ..layers import gqa
 from ..layers.attention import _split_heads as split_heads
 from ..structure import keyed
+from .config import config_of
 
 __all__ = ["generate", "pick_token"]
 
@@ -137,8 +138,6 @@ def _layout_error(model, what: str) -> ValueError:
 
 
 def _config(model):
-    from .config import config_of
-
     cfg = config_of(model)
     if cfg is None:
         raise ValueError(
@@ -149,17 +148,10 @@ def _config(model):
     return cfg
 
 
-def _field(cfg, *names, default=None):
-    for n in names:
-        v = getattr(cfg, n, None)
-        if v is not None:
-            return v
-    return default
-
-
-def decoder(model: Layer, cfg=None) -> Decoder:
-    """Read ``model``'s pieces (see :class:`Decoder`); ``cfg`` defaults to its config."""
-    cfg = _config(model) if cfg is None else cfg
+def decoder(model: Layer) -> Decoder:
+    """Read ``model``'s pieces and its :class:`~fnnet.models.config.ModelConfig` (see
+    :class:`Decoder`); a clear error for a model without a config or another layout."""
+    cfg = _config(model)
     kind = cfg.model_type
     if kind not in ("gpt2", "llama"):
         raise ValueError(f"{NAME}: model_type {kind!r} is not supported; generate knows "
@@ -168,7 +160,7 @@ def decoder(model: Layer, cfg=None) -> Decoder:
     if getattr(model.fwd, "fnnet_fill", None) is not None:
         fill, inner = model.fwd.fnnet_fill, model.fwd.fnnet_inner
     layers = _children(inner)
-    n_layers = _field(cfg, "num_layers", "num_hidden_layers", "n_layer")
+    n_layers = cfg.num_layers
     first = 2 if kind == "gpt2" else 1
     if layers is None or len(layers) != first + n_layers + 2:
         raise _layout_error(model, f"expected a serial of {first + n_layers + 2} layers")
@@ -183,18 +175,12 @@ def decoder(model: Layer, cfg=None) -> Decoder:
             raise _layout_error(model, "a block's attention branch is not "
                                        "residual(serial(norm, attention))")
         blocks.append((pair[0], pair[1], halves[1]))
-    num_heads = _field(cfg, "num_heads", "num_attention_heads", "n_head")
-    d_model = _field(cfg, "d_model", "hidden_size", "n_embd")
     return Decoder(
         kind=kind, fill=fill, embed=layers[0], positional=layers[1] if kind == "gpt2" else None,
         blocks=tuple(blocks), first_block=first, final_norm=layers[-2], head=layers[-1],
-        num_heads=num_heads,
-        num_kv_heads=_field(cfg, "num_kv_heads", "num_key_value_heads", default=num_heads),
-        head_dim=_field(cfg, "head_dim", default=d_model // num_heads),
-        rope_theta=_field(cfg, "rope_theta") if kind == "llama" else None,
-        vocab_size=_field(cfg, "vocab_size"),
-        max_positions=_field(cfg, "max_positions", "max_position_embeddings", "n_positions",
-                             "max_len"))
+        num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim,
+        rope_theta=cfg.rope_theta if kind == "llama" else None, vocab_size=cfg.vocab_size,
+        max_positions=cfg.max_positions)
 
 
 # --- attention of new tokens over the cache ----------------------------------------------
