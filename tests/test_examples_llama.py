@@ -6,7 +6,6 @@ import runpy
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -38,9 +37,9 @@ def test_llama_finetune_quick(tmp_path, capsys):
     assert f"per-example gradient norms of one batch of {len(norms)} windows" in out
     assert "sample (temperature 0.8):\nThe " in out
     assert len(result["sample"]) == len("The ") + llama_finetune.QUICK["sample_len"]
-    # the fine-tuned checkpoint written with --out loads back to the trained params
+    # the fine-tuned checkpoint written with --out loads back to the trained params, exactly
     model, params = fn.models.from_pretrained(out_dir)
-    ids = jnp.zeros((1, 5), jnp.int32)
-    np.testing.assert_array_equal(fn.apply(model, params, ids),
-                                  fn.apply(result["model"], result["params"], ids))
+    assert fn.models.config_of(model) == fn.models.config_of(result["model"])
     assert jax.tree.structure(params) == jax.tree.structure(result["params"])
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(result["params"])):
+        np.testing.assert_array_equal(a, b)
