@@ -1,12 +1,12 @@
 """Llama benchmark cases: a Llama-style train step, and generation with and without a KV cache.
 
-13. Llama train step (AdamW): a small Llama (``fn.models.llama``: RMSNorm, grouped-query
+14. Llama train step (AdamW): a small Llama (``fn.models.llama``: RMSNorm, grouped-query
     attention with rotary positions, SwiGLU, untied head): fnnet manual vs autodiff
     (``jax.grad`` of the same forward) vs the memory-lean attention vs PyTorch eager on
     the same weights -- ``transformers``' ``LlamaForCausalLM`` loaded from the directory
     ``fn.models.save_pretrained`` wrote (its default ``sdpa`` attention); time per step
     and compiled temporary memory (XLA ``memory_analysis``).
-14. Generation throughput: ``fn.models.generate`` of 256 new tokens (greedy) after a
+15. Generation throughput: ``fn.models.generate`` of 256 new tokens (greedy) after a
     16-token prompt with the KV cache vs ``cache=False`` (the full forward over the id
     buffer for every token), and ``transformers``' greedy ``generate`` (KV cache,
     PyTorch eager) on the same weights; tokens/s, the compile time of the first call,
@@ -86,7 +86,7 @@ class TorchLlamaStep(peers.TorchTrainStep):
                                                       labels.reshape(-1))
 
 
-# --- 13. Llama train step ----------------------------------------------------------------
+# --- 14. Llama train step ----------------------------------------------------------------
 
 def case_llama(cfg, device) -> dict:
     s = llama_sizes(cfg.quick)
@@ -95,7 +95,7 @@ def case_llama(cfg, device) -> dict:
         lambda params, threads: TorchLlamaStep(torch_llama(build(s), params), 1e-3,
                                                threads=threads),
         transformers_available,
-        f"13. Llama train step: d={s['d']}, {s['heads']} heads / {s['kv_heads']} kv heads, "
+        f"14. Llama train step: d={s['d']}, {s['heads']} heads / {s['kv_heads']} kv heads, "
         f"SwiGLU {s['hidden']}, {s['layers']} blocks, T={s['T']}, batch {s['batch']}, vocab "
         f"{s['vocab']}, AdamW")
     case["notes"].append("PyTorch: transformers' LlamaForCausalLM (its default sdpa attention) "
@@ -103,7 +103,7 @@ def case_llama(cfg, device) -> dict:
     return case
 
 
-# --- 14. generation throughput -----------------------------------------------------------
+# --- 15. generation throughput -----------------------------------------------------------
 
 def generate_sizes(quick: bool) -> dict:
     s = llama_sizes(quick)
@@ -173,14 +173,14 @@ def case_generate(cfg, device) -> dict:
     cached = t["fnnet generate, KV cache"]
     uncached = t[NO_CACHE]
     speedup = summary([b / a for a, b in zip(cached["rounds"], uncached["rounds"])])
-    return {"title": f"14. generation: {s['new']} new tokens after a {s['prompt']}-token prompt, "
-                     f"batch {s['batch']}, greedy, the case-13 Llama (d={s['d']}, {s['layers']} "
+    return {"title": f"15. generation: {s['new']} new tokens after a {s['prompt']}-token prompt, "
+                     f"batch {s['batch']}, greedy, the case-14 Llama (d={s['d']}, {s['layers']} "
                      f"blocks)", "rows": rows, "sizes": s, "traces": traces,
             "cache_speedup": speedup, "cached_equals_uncached": same, "notes": notes}
 
 
 def targets(results: dict):
-    """``[(name, value, ok, near, detail)]`` for cases 13 and 14."""
+    """``[(name, value, ok, near, detail)]`` for cases 14 and 15."""
     out = []
     if "llama" in results:
         g = results["llama"]
