@@ -36,7 +36,7 @@ from . import models
 from .blocks import LlamaBlock, MLPBlock, TransformerBlock
 from .layers import BatchNorm, Unembed
 from .layers import GRU, LSTM, Conv1D, ConvTranspose2D, Embedding, SimpleRNN
-from .metrics import evaluate, predict
+from .inference import evaluate, predict
 from . import dp, rules
 from . import distributed
 from .second_order import hvp
@@ -44,7 +44,7 @@ from .per_example import per_example_grad_norms, per_example_grads
 from .regularizers import l2
 from .sweep import sweep
 from .mixed_precision import MixedPrecisionParams, mixed_precision
-from .train import fit, train_step
+from .train import Reporting, Stopping, fit, train_step
 
 __version__ = "0.1.0"
 
@@ -66,7 +66,8 @@ __all__ = [
     "gradient_diagnostics", "find_nonfinite",
     "per_example_grads", "per_example_grad_norms", "hvp",
     # training
-    "train_step", "fit", "sweep", "evaluate", "predict", "save", "load", "l2",
+    "train_step", "fit", "Stopping", "Reporting", "sweep", "evaluate", "predict", "save", "load",
+    "l2",
     "mixed_precision", "MixedPrecisionParams",
     # modules
     "checkpoint", "diagnostics", "initializers", "losses", "metrics", "optim", "sharding", "state",

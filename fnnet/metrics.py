@@ -1,4 +1,7 @@
-"""Metrics, ``evaluate`` and ``predict``: inference-mode helpers (``key=None``, no dropout).
+"""Metrics: functions ``(pred, y) -> scalar`` and the names that select them.
+
+(``evaluate`` and ``predict``, which run a model in inference mode, live in
+:mod:`fnnet.inference`.)
 
 A metric is a name, or a function ``f(pred, y) -> scalar`` (traceable: it runs
 inside the compiled ``fit``/``evaluate``; recorded under ``f.__name__``, or
@@ -33,18 +36,14 @@ default: ``("loss", "accuracy")``.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._named import NamedFunction
-from .core import Layer, Loss
 
 __all__ = ["METRICS", "REGISTRY", "accuracy", "top_k_accuracy", "mse", "mae", "precision",
-           "recall", "f1", "named_metric", "lookup", "evaluate", "predict", "check_metrics",
-           "metric_values"]
+           "recall", "f1", "named_metric", "lookup", "check_metrics", "metric_name",
+           "metric_function"]
 
 METRICS = ("loss", "accuracy")
 
@@ -264,91 +263,14 @@ def check_metrics(metrics, where: str = "fit") -> tuple:
     return metrics
 
 
-def inference(model: Layer, params, x, state=None):
-    """``model``'s output on ``x`` in inference mode (``key=None``), with its layer state."""
-    if getattr(model, "has_state", False):
-        from .core import forward
-
-        return forward(model, params, x, key=None, state=state)[0]
-    return model.fwd(params, x)[0]
+# ``evaluate``, ``predict`` and ``metric_values`` run a model: they live in
+# :mod:`fnnet.inference` and are still reachable here by their old names.
+_MOVED = ("evaluate", "predict", "metric_values", "inference")
 
 
-def metric_values(model: Layer, loss: Loss, params, x, y, metrics, *, state=None) -> dict:
-    """``{name: scalar}`` for ``metrics`` from ONE inference forward pass (traceable)."""
-    logits = inference(model, params, x, state)
-    out = {}
-    for m in metrics:
-        m = getattr(m, "obj", m)    # a structurally keyed function (fnnet.structure.Keyed)
-        out[metric_name(m)] = (loss.fwd(logits, y)[0] if m == "loss"
-                               else jnp.asarray(metric_function(m)(logits, y)))
-    return out
+def __getattr__(name):
+    if name in _MOVED:
+        from . import inference
 
-
-@partial(jax.jit, static_argnames=("model", "loss", "metrics"))
-def _evaluate(params, state, x, y, *, model, loss, metrics):
-    return metric_values(model.obj, loss.obj, params, x, y, metrics, state=state)
-
-
-def _check_inference_data(x, where: str, y=None):
-    from .train import check_data
-
-    check_data(x, x if y is None else y, where)
-
-
-def _check_state(model, state, where: str):
-    if getattr(model, "has_state", False) and state is None:
-        raise ValueError(f"{where}: {model.name} has layer state (BatchNorm running statistics) "
-                         f"used in inference; pass state= (the state returned by fit or "
-                         f"train_step, or fn.init_state)")
-
-
-def evaluate(model: Layer, loss: Loss, params, x, y, *, metrics=METRICS, state=None) -> dict:
-    """Metrics of ``params`` on ``(x, y)`` in inference mode, as Python floats.
-
-    ``evaluate(net, loss, params, x_test, y_test)`` -> ``{"loss": 0.12, "accuracy": 0.97}``.
-    One compiled forward pass over the whole set (cached per model structure,
-    loss, metrics and shapes). A model with layer state needs ``state=``.
-    """
-    from .structure import keyed
-
-    metrics = check_metrics(metrics, "evaluate")
-    _check_inference_data(x, "evaluate", y)
-    _check_state(model, state, "evaluate")
-    out = _evaluate(params, state if getattr(model, "has_state", False) else None, x, y,
-                    model=keyed(model), loss=keyed(loss),
-                    metrics=tuple(keyed(m) if callable(m) else m for m in metrics))
-    return {k: float(v) for k, v in out.items()}
-
-
-@partial(jax.jit, static_argnames=("model", "batch_size"))
-def _predict(params, state, x, *, model, batch_size):
-    model = model.obj
-    if batch_size is None:
-        return inference(model, params, x, state)
-    n = x.shape[0]
-    nb = -(-n // batch_size)
-    pad = nb * batch_size - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    out = jax.lax.map(lambda b: inference(model, params, b, state),
-                      xp.reshape(nb, batch_size, *x.shape[1:]))
-    return out.reshape(nb * batch_size, *out.shape[2:])[:n]
-
-
-def predict(model: Layer, params, x, *, batch_size: int | None = None, state=None) -> jax.Array:
-    """The model's outputs on ``x`` in inference mode (``key=None``).
-
-    ``batch_size`` bounds memory: ``x`` is zero-padded to a multiple of it, run in
-    batches with ``lax.map`` inside one compiled call, and the padding is cut off
-    (each example's output depends only on that example in inference mode). A
-    model with layer state needs ``state=``.
-    """
-    from .structure import keyed
-
-    if isinstance(batch_size, np.integer):
-        batch_size = int(batch_size)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"predict: batch_size must be a positive int or None, got {batch_size!r}")
-    _check_inference_data(x, "predict")
-    _check_state(model, state, "predict")
-    return _predict(params, state if getattr(model, "has_state", False) else None, x,
-                    model=keyed(model), batch_size=batch_size)
+        return getattr(inference, "infer" if name == "inference" else name)
+    raise AttributeError(f"module 'fnnet.metrics' has no attribute {name!r}")

@@ -11,7 +11,8 @@
     jax.tree.map(jnp.shape, params)   # every leaf gets a leading axis of 8
 
 Run ``i`` does exactly what this does, but all N side by side under ``jax.vmap``
-of the loop :func:`fnnet.fit` compiles, inside one ``jax.jit``::
+of the loop :func:`fnnet.fit` compiles (:func:`fnnet.loop.run_epochs`), inside one
+``jax.jit``::
 
     init_key, fit_key = jax.random.split(keys[i])
     params = model.init(init_key, x.shape[1:])          # or init(init_key)
@@ -39,6 +40,7 @@ bucketed to powers of two, as in :func:`fnnet.fit`).
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +48,10 @@ import numpy as np
 
 from .core import Layer, Loss
 from .grad import check_method
+from .loop import bucket, run_epochs
+from .step import build_optimizer, optimizer_kind
 from .structure import keyed
-from .train import (_LoopConfig, _as_int, _bucket, _build_optimizer, _initial_stop, _limits,
-                    _loop, _optimizer_parts, check_state_arg, validate_fit_args)
+from .validation import as_int, check_state_arg, stateful, validate_fit_args
 
 __all__ = ["sweep"]
 
@@ -80,25 +83,40 @@ def _as_keys(keys):
     return jax.vmap(jax.random.key)(jnp.asarray(seeds))
 
 
-@partial(jax.jit, static_argnames=("cfg", "factory", "init", "shared_key", "shared_hparams"))
-def _compiled_sweep(keys, hparams, opt_hparams, state, x, y, end, *, cfg, factory, init,
-                    shared_key, shared_hparams):
+class _SweepConfig(NamedTuple):
+    """The static part of a compiled sweep (hashable)."""
+
+    model: Any              # structure.keyed
+    loss: Any               # structure.keyed
+    optimizer: Any          # a built optimizer's kind (step.optimizer_kind), or None
+    factory: Any            # structure.keyed function (**hparams) -> optimizer, or None
+    init: Any               # structure.keyed function key -> params, or None
+    batch_size: int | None
+    method: str
+    regularizer: Any        # structure.keyed or None
+    buffer: int             # epochs, bucketed (loop.bucket)
+    shared_key: bool
+    shared_hparams: bool
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _compiled_sweep(keys, hparams, opt_hparams, state, x, y, end, *, cfg):
     model = cfg.model.obj
 
     def one(key, hp):
         init_key, fit_key = jax.random.split(key)
-        params = model.init(init_key, x.shape[1:]) if init is None else init.obj(init_key)
-        if factory is None:
-            opt = _build_optimizer(cfg.optimizer, opt_hparams)
-        else:
-            opt = factory.obj(**hp)
-        (params, opt_state, new_state, _, _), bufs = _loop(
-            cfg, params, opt.init(params), state, _initial_stop(), (), x, y, None, fit_key, None,
-            end, _limits(None, None, 0.0), optimizer=opt)
-        return params, opt_state, new_state, bufs["loss"]
+        params = model.init(init_key, x.shape[1:]) if cfg.init is None else cfg.init.obj(init_key)
+        opt = (build_optimizer(cfg.optimizer, opt_hparams) if cfg.factory is None
+               else cfg.factory.obj(**hp))
+        out = run_epochs(model, cfg.loss.obj, opt, params, opt.init(params), x, y, fit_key,
+                         epochs=end, buffer=cfg.buffer, batch_size=cfg.batch_size,
+                         method=cfg.method, state=state,
+                         regularizer=None if cfg.regularizer is None else cfg.regularizer.obj)
+        params, opt_state, losses = out[:3]
+        return params, opt_state, out[3] if len(out) == 4 else (), losses
 
-    return jax.vmap(one, in_axes=(None if shared_key else 0, None if shared_hparams else 0))(
-        keys, hparams)
+    return jax.vmap(one, in_axes=(None if cfg.shared_key else 0,
+                                  None if cfg.shared_hparams else 0))(keys, hparams)
 
 
 def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epochs: int,
@@ -116,8 +134,8 @@ def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epoc
     """
     check_method(method)
     check_optimizer_or_factory(optimizer)
-    epochs = _as_int(epochs)
-    batch_size = _as_int(batch_size)
+    epochs = as_int(epochs)
+    batch_size = as_int(batch_size)
     hparams = {} if hparams is None else {k: jnp.asarray(v) for k, v in dict(hparams).items()}
     if _is_optimizer(optimizer) and hparams:
         raise ValueError("sweep: hparams were given but optimizer is already built; pass a "
@@ -137,18 +155,17 @@ def sweep(model: Layer, loss: Loss, optimizer, x, y, *, keys, hparams=None, epoc
                          "keys or hyperparameter arrays")
     if len(set(counts.values())) != 1:
         raise ValueError(f"sweep: every swept argument needs the same number of runs, got {counts}")
-    stateful = bool(getattr(model, "has_state", False))
+    has_state = stateful(model)
     check_state_arg(model, state, "sweep")
     built = _is_optimizer(optimizer)
-    static, opt_hparams = _optimizer_parts(optimizer) if built else (None, None)
-    cfg = _LoopConfig(keyed(model), keyed(loss), static, batch_size, method, (), False, False,
-                      False, False, None if regularizer is None else keyed(regularizer), None,
-                      _bucket(epochs))
+    static, opt_hparams = optimizer_kind(optimizer) if built else (None, None)
+    cfg = _SweepConfig(keyed(model), keyed(loss), static, None if built else keyed(optimizer),
+                       None if init is None else keyed(init), batch_size, method,
+                       None if regularizer is None else keyed(regularizer), bucket(epochs),
+                       shared_key, not hparams)
     params, opt_state, new_state, losses = _compiled_sweep(
-        keys, hparams, opt_hparams, state if stateful else (), x, y, np.int32(epochs), cfg=cfg,
-        factory=None if built else keyed(optimizer), init=None if init is None else keyed(init),
-        shared_key=shared_key, shared_hparams=not hparams)
+        keys, hparams, opt_hparams, state if has_state else (), x, y, np.int32(epochs), cfg=cfg)
     history = {"loss": np.asarray(losses)[:, :epochs]}
-    if stateful:
+    if has_state:
         return params, opt_state, history, new_state
     return params, opt_state, history

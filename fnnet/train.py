@@ -1,17 +1,17 @@
-"""Compiled training: ``train_step`` (one jitted step) and ``fit`` (whole runs compiled).
+"""Training: ``fit`` runs whole trainings in compiled code; ``train_step`` is one compiled step.
 
-``train_step`` returns a function running ONE compiled program doing forward,
-backward and optimizer update; it traces once per input shape/dtype and is
-reused.
+Three floors, one module each:
 
-``fit`` runs the epochs inside compiled code: a ``lax.while_loop`` over epochs
-(and a ``lax.scan`` over minibatches within an epoch) that writes each epoch's
-record (loss, metrics, learning rate) into a history buffer. Quiet runs are ONE
-device call (10,000 XOR epochs in about a millisecond); with a progress bar
-(``verbose``) or a log file (``log=``) the run is cut into chunks of epochs and
-the host reports between chunks. The stopping rules are evaluated inside the
-compiled loop after every epoch, so a run stops at exactly the epoch that met
-them.
+* :mod:`fnnet.step`: ``train_step`` and the step function (forward, backward,
+  optimizer update), and how an optimizer splits into its kind and its numbers;
+* :mod:`fnnet.loop`: the compiled loop (epochs in a ``lax.while_loop``, minibatches in
+  a ``lax.scan``, one history buffer, the stopping rules evaluated after every epoch);
+* this module: ``fit``, the host side: argument checks, chunks of epochs between
+  progress-bar and log updates, the history, why the run stopped.
+
+``fit`` runs the epochs inside compiled code. Quiet runs are ONE device call (10,000
+XOR epochs in about a millisecond); with a progress bar (``verbose``) or a log file
+(``log=``) the run is cut into chunks of epochs and the host reports between chunks.
 
 **What compiles, and when.** The compiled run is cached on the model's and the
 loss's *structure* (:mod:`fnnet.structure`: ``serial(Dense(3), Relu)`` built
@@ -44,19 +44,25 @@ Keras::
 
 The stopping rules (``tol``, ``patience``) start afresh in every call.
 
-Minibatches (``batch_size`` set): each epoch draws a fresh permutation from its
-key and uses ``n // batch_size`` full batches; the last partial batch (the
-``n % batch_size`` examples left over by that permutation) is DROPPED, so every
-step has the same shape and nothing recompiles. Different examples are dropped
-in different epochs.
+**Options.** ``fit``'s optional behaviour comes in two small records,
+:class:`Stopping` (``tol``, ``patience``, ``min_delta``, ``restore_best``, ``debug``)
+and :class:`Reporting` (``metrics``, ``verbose``, ``log``, ``chunk_size``)::
+
+    fn.fit(net, loss, opt, p, x, y, epochs=500, validation=(xv, yv),
+           stopping=fn.Stopping(patience=20, restore_best=True),
+           reporting=fn.Reporting(metrics=("loss", "accuracy"), verbose=True))
+
+Each field may also be passed as a keyword of its own (``fit(..., patience=20,
+verbose=True)``): the same thing, as before the records existed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,514 +71,100 @@ import numpy as np
 from . import runlog
 from . import sharding as _sharding
 from .core import Layer, Loss, forward
-from .grad import check_method, require_key, value_and_grad
-from .metrics import check_metrics, metric_values
-from .optim.base import apply_updates
+from .grad import check_method
+from .loop import (NONFINITE, RUNNING, CONVERGED, PATIENCE, Carry, LoopConfig, Stop,
+                   bucket, epoch_fn, epoch_key, initial_stop, record_names, run_epochs,
+                   run_loop, stopping_limits)
+from .metrics import check_metrics
+from .step import _compiled_step  # noqa: F401  (its cache, inspected by tests as fn.train's)
+from .step import build_optimizer, optimizer_kind, train_step
 from .structure import keyed
+from .validation import (as_int, check_data, check_opt_state, check_optimizer_object,
+                         check_state_arg, stateful, validate_fit_args)
 
-__all__ = ["train_step", "fit", "run_epochs", "epoch_fn", "validate_fit_args"]
+__all__ = ["fit", "Stopping", "Reporting", "train_step", "run_epochs", "epoch_fn",
+           "validate_fit_args"]
+# (``train_step``, ``epoch_fn``, ``run_epochs`` and ``validate_fit_args`` live on the
+# floors below and stay importable from here, as from the one-module ``fnnet.train``.)
 
-# The smallest history buffer (epochs per compiled call are bucketed to powers of 2).
-MIN_BUFFER = 16
 
+# --- options ---------------------------------------------------------------------------
 
-# --- optimizers: kind (static) and hyperparameters (data) ------------------------------
+@dataclasses.dataclass(frozen=True)
+class Stopping:
+    """When ``fit`` stops before ``epochs``, and which params it returns.
 
-def _optimizer_parts(optimizer):
-    """``(static, hparams)``: what selects the compiled program, and its traced data.
-
-    fnnet optimizers carry their factory and hyperparameters (see
-    :mod:`fnnet.optim.base`); those are split so that new hyperparameter values
-    reuse the compiled program. Any other optimizer is one static object.
+    Attributes:
+      tol: stop when the epoch's mean training loss changed by less than ``tol``
+        from the previous epoch's: ``|L_e - L_{e-1}| < tol`` ("converged").
+      patience: stop when the monitored value (``val_loss`` with validation, else the
+        training loss) has not improved by more than ``min_delta`` on its best for
+        ``patience`` epochs in a row.
+      min_delta: the improvement ``patience`` asks for (default 0).
+      restore_best: return the params (and layer state) of the epoch with the best
+        monitored value instead of the last ones (the optimizer state stays the last).
+      debug: stop at the first epoch whose loss is non-finite and raise
+        ``FloatingPointError`` with :func:`fnnet.find_nonfinite`'s report on the
+        params from the START of that epoch (the full training set, that epoch's key).
     """
-    from .optim import base
 
-    split = getattr(base, "split_hparams", None)
-    if split is not None:
-        parts = split(optimizer)
-        if parts is not None:
-            return keyed(parts[0]), parts[1]
-    return keyed(optimizer), None
+    tol: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    restore_best: bool = False
+    debug: bool = False
 
 
-def _build_optimizer(static, hparams):
-    if hparams is None:
-        return static.obj
-    from .optim import base
+@dataclasses.dataclass(frozen=True)
+class Reporting:
+    """What ``fit`` records per epoch and shows while it trains.
 
-    return base.merge_hparams(static.obj, hparams)
-
-
-def _learning_rate(optimizer, opt_state):
-    """The learning rate the optimizer's NEXT step uses, or None if unknown (traceable)."""
-    from .optim import base
-
-    lr = getattr(base, "current_learning_rate", None)
-    if lr is None:
-        return None
-    try:
-        return lr(optimizer, opt_state)
-    except (TypeError, ValueError, AttributeError, KeyError):
-        return None
-
-
-# --- one step ------------------------------------------------------------------------
-
-def _stateful(model) -> bool:
-    return bool(getattr(model, "has_state", False))
-
-
-def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None):
-    """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``.
-
-    ``layout`` (:class:`fnnet.sharding.Layout`): keep gradients, params and optimizer
-    state in the shardings of the params and state (e.g. FSDP's): each device updates
-    only its own shard."""
-    kwargs = {} if regularizer is None else {"regularizer": regularizer}
-    vg = value_and_grad(model, loss, method=method, **kwargs)
-    stateful = _stateful(model)
-
-    def step(params, opt_state, state, x, y, key):
-        if stateful:
-            value, grads, state = vg(params, x, y, key=key, state=state)
-        else:
-            value, grads = vg(params, x, y, key=key)
-        if layout is not None:
-            grads = layout.constrain("params", grads)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = apply_updates(params, updates)
-        if layout is not None:
-            params = layout.constrain("params", params)
-            opt_state = layout.constrain("opt_state", opt_state)
-        return params, opt_state, state, value
-
-    return step
-
-
-class _StepConfig(NamedTuple):
-    model: Any
-    loss: Any
-    optimizer: Any
-    method: str
-    regularizer: Any
-    layout: Any = None          # fnnet.sharding.Layout of a sharded (params, opt_state)
-
-
-@partial(jax.jit, static_argnames=("cfg",))
-def _compiled_step(params, opt_state, state, x, y, key, hparams, *, cfg):
-    opt = _build_optimizer(cfg.optimizer, hparams)
-    reg = None if cfg.regularizer is None else cfg.regularizer.obj
-    step = _step_fn(cfg.model.obj, cfg.loss.obj, opt, cfg.method, reg, cfg.layout)
-    return step(params, opt_state, state, x, y, key)
-
-
-def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", mesh=None,
-               regularizer=None, sharding=None):
-    """Return ``step(params, opt_state, x, y, *, key=None, state=None)``.
-
-    ``step`` returns ``(params, opt_state, loss)``, or ``(params, opt_state,
-    loss, state)`` when ``state=`` is given (a model with layer state, e.g.
-    BatchNorm, requires it). One compiled program: ``value_and_grad`` (manual
-    by default), then ``optimizer.update`` and ``apply_updates``. ``loss`` is
-    the value BEFORE the update. A model containing a random layer requires
-    ``key``. ``optimizer`` is anything with optax's ``init``/``update``
-    contract. The program is shared by every equal model, loss and optimizer
-    kind (see :mod:`fnnet.train`): ``train_step`` built again, or with a new
-    learning rate, does not recompile.
-
-    ``regularizer``: e.g. ``fn.l2(1e-4)``, added to the loss (and its
-    hand-written gradient to the gradients).
-
-    ``mesh`` (a ``jax.sharding.Mesh``): data parallelism. The batch is split
-    over the mesh's devices and the params/state replicated (see
-    :mod:`fnnet.sharding`); the batch size must be a multiple of ``mesh.size``.
-    ``sharding`` (with ``mesh``): where params and optimizer state live:
-    ``"replicated"`` (default), ``"fsdp"``, ``"tensor"`` or a policy object of
-    :mod:`fnnet.sharding`; the returned params and state stay placed so.
+    Attributes:
+      metrics: names from ``fnnet.metrics.METRICS`` or functions ``(logits, y) ->
+        scalar`` (recorded under their ``__name__``). ``"loss"`` is always recorded;
+        any other is measured on the whole training set with the params at the END
+        of each epoch, in inference mode (``history["accuracy"]``).
+      verbose: show a progress bar (tqdm: epoch, loss, metrics, ETA; a widget in
+        notebooks). Quiet by default; without tqdm installed there is no bar.
+      log: a path ending in ``.csv`` or ``.jsonl``: the per-epoch records are
+        appended to it as training goes (see :mod:`fnnet.runlog`). A file that
+        cannot be written is an error before training starts.
+      chunk_size: epochs per compiled call (default: about 100 updates of the bar
+        or the log, the whole run in one call when quiet).
     """
-    check_method(method)
-    check_optimizer_object(optimizer, "train_step")
-    static, hparams = _optimizer_parts(optimizer)
-    cfg = _StepConfig(keyed(model), keyed(loss), static, method,
-                      None if regularizer is None else keyed(regularizer))
-    stateful = _stateful(model)
-    policy = _sharding.check_policy(mesh, sharding, "train_step")
 
-    def arguments(params, opt_state, x, y, key, state):
-        """The compiled step's arguments, placed on the mesh (if any), and its config."""
-        hp, c = hparams, cfg
-        if mesh is not None:
-            params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state)
-            key, state, hp = _sharding.replicate(mesh, (key, state, hp))
-            x, y = _sharding.shard_batch(mesh, (x, y), "train_step", policy)
-            c = cfg._replace(layout=layout)
-        return (params, opt_state, state if stateful else (), x, y, key, hp), c
-
-    def step(params, opt_state, x, y, *, key=None, state=None):
-        require_key(model, key, "train_step")
-        check_state_arg(model, state, "train_step")
-        check_data(x, y, "train_step")
-        args, c = arguments(params, opt_state, x, y, key, state)
-        params, opt_state, new_state, value = _compiled_step(*args, cfg=c)
-        return (params, opt_state, value, new_state) if stateful else (params, opt_state, value)
-
-    def lower(params, opt_state, x, y, *, key=None, state=None):
-        """``jax.jit``'s ``lower`` of the compiled step at these arguments (for inspection;
-        placed on the mesh as ``step`` places them)."""
-        args, c = arguments(params, opt_state, x, y, key, state)
-        return _compiled_step.lower(*args, cfg=c)
-
-    step.lower = lower
-    return step
-
-
-# --- one epoch -----------------------------------------------------------------------
-
-def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: str,
-             batch_sharding=None, regularizer=None, layout=None):
-    """``epoch((params, opt_state, state), key) -> ((params, opt_state, state), mean_loss)``.
-
-    Full batch: one step on ``(x, y)`` with ``key``. Minibatches: a permutation
-    from ``key``, ``n // batch_size`` steps, the remainder dropped. With
-    ``batch_sharding`` each minibatch is constrained to it (data parallelism).
-    ``state`` is the layer state (``()`` for a stateless model).
-    """
-    step = _step_fn(model, loss, optimizer, method, regularizer, layout)
-    n = x.shape[0]
-
-    def full_batch_epoch(carry, k):
-        params, opt_state, state = carry
-        params, opt_state, state, value = step(params, opt_state, state, x, y, k)
-        return (params, opt_state, state), value
-
-    def minibatch_epoch(carry, k):
-        k_perm, k_steps = jax.random.split(k)
-        nb = n // batch_size
-        idx = jax.random.permutation(k_perm, n)[: nb * batch_size].reshape(nb, batch_size)
-        step_keys = jax.random.split(k_steps, nb) if model.needs_key else None
-
-        def one_batch(carry, inputs):
-            params, opt_state, state = carry
-            i, sk = inputs
-            xb, yb = x[i], y[i]
-            if batch_sharding is not None:
-                xb, yb = jax.lax.with_sharding_constraint((xb, yb), batch_sharding)
-            params, opt_state, state, value = step(params, opt_state, state, xb, yb, sk)
-            return (params, opt_state, state), value
-
-        carry, values = jax.lax.scan(one_batch, carry, (idx, step_keys))
-        return carry, jnp.mean(values)
-
-    return full_batch_epoch if batch_size is None else minibatch_epoch
-
-
-def epoch_key(key, e):
-    """The key of epoch ``e`` (0-based, counted over the whole training): ``fold_in(key, e)``."""
-    return None if key is None else jax.random.fold_in(key, e)
-
-
-# --- the compiled loop -----------------------------------------------------------------
-
-RUNNING, CONVERGED, PATIENCE, NONFINITE = 0, 1, 2, 3
-
-
-class _Stop(NamedTuple):
-    """Stopping-rule state carried through the compiled epochs."""
-
-    epoch: jax.Array        # epochs completed, counted over the whole training (int32)
-    reason: jax.Array       # RUNNING / CONVERGED / PATIENCE / NONFINITE (int32)
-    prev: jax.Array         # previous epoch's training loss (inf before the first)
-    best: jax.Array         # best monitored value so far (val_loss, else loss)
-    best_epoch: jax.Array   # epoch (1-based) of ``best``
-    bad: jax.Array          # epochs since ``best`` improved
-
-
-def _initial_stop(epoch: int = 0):
-    i, f = np.int32(0), np.float32(np.inf)      # NumPy scalars: no device dispatch per call
-    return _Stop(np.int32(epoch), i, f, f, i, i)
-
-
-class _LoopConfig(NamedTuple):
-    """The static part of a compiled run (hashable; see the module docstring)."""
-
-    model: Any
-    loss: Any
-    optimizer: Any
-    batch_size: int | None
-    method: str
-    metrics: tuple          # training metrics besides "loss"
-    validation: bool
-    rules: bool             # tol / patience evaluated
-    debug: bool
-    restore_best: bool
-    regularizer: Any
-    batch_sharding: Any
-    buffer: int
-    layout: Any = None      # fnnet.sharding.Layout of a sharded (params, opt_state)
-
-
-def _loop(cfg: _LoopConfig, params, opt_state, state, stop, best, x, y, val, key, hparams, end,
-          limits, optimizer=None):
-    """Run epochs ``stop.epoch .. end - 1`` (or until a rule fires); pure and traceable.
-
-    Returns ``((params, opt_state, state, stop, best), records)``; ``records[name]``
-    has ``cfg.buffer`` entries, the first ``stop.epoch - start`` of which are filled.
-    """
-    model, loss = cfg.model.obj, cfg.loss.obj
-    if optimizer is None:
-        optimizer = _build_optimizer(cfg.optimizer, hparams)
-    reg = None if cfg.regularizer is None else cfg.regularizer.obj
-    epoch = epoch_fn(model, loss, optimizer, x, y, batch_size=cfg.batch_size, method=cfg.method,
-                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout)
-    val_metrics = ("loss",) + cfg.metrics if cfg.validation else ()
-    watch = cfg.rules or cfg.debug or cfg.restore_best
-    start = stop.epoch
-
-    def record(new_p, new_o, new_s, value):
-        rec = {"loss": value}
-        rec.update(metric_values(model, loss, new_p, x, y, cfg.metrics, state=new_s))
-        if cfg.validation:
-            vals = metric_values(model, loss, new_p, val[0], val[1], val_metrics, state=new_s)
-            rec.update({"val_" + m: v for m, v in vals.items()})
-        if lr_varies:
-            rec["lr"] = jnp.asarray(_learning_rate(optimizer, new_o))
-        return rec
-
-    def body(c):
-        (params, opt_state, state, stop, best), bufs, i = c
-        e = start + i
-        (new_p, new_o, new_s), value = epoch((params, opt_state, state), epoch_key(key, e))
-        rec = record(new_p, new_o, new_s, value)
-        row = jnp.stack([rec[n].astype(bufs.dtype) for n in names])
-        bufs = jax.lax.dynamic_update_index_in_dim(bufs, row, i, 0)
-        if not watch:
-            return (new_p, new_o, new_s, stop, best), bufs, i + 1
-        bad_value = ~jnp.isfinite(value)
-        if cfg.debug:  # keep the params that produced the non-finite loss, for find_nonfinite
-            new_p, new_o, new_s = jax.tree.map(lambda a, b: jnp.where(bad_value, a, b),
-                                               (params, opt_state, state), (new_p, new_o, new_s))
-        watched = (rec["val_loss"] if cfg.validation else value).astype(jnp.float32)
-        improved = watched < stop.best - limits["min_delta"]
-        bad = jnp.where(improved, 0, stop.bad + 1)
-        converged = jnp.abs(value - stop.prev) < limits["tol"]
-        reason = jnp.select([bad_value & cfg.debug, converged & cfg.rules,
-                             (bad >= limits["patience"]) & cfg.rules],
-                            [NONFINITE, CONVERGED, PATIENCE], RUNNING).astype(jnp.int32)
-        stop = _Stop(stop.epoch, reason, value.astype(jnp.float32),
-                     jnp.where(improved, watched, stop.best),
-                     jnp.where(improved, e + 1, stop.best_epoch), bad)
-        if cfg.restore_best:
-            best = jax.tree.map(lambda b, n: jnp.where(improved, n, b), best, (new_p, new_s))
-        return (new_p, new_o, new_s, stop, best), bufs, i + 1
-
-    # The loop's only counter ``i`` starts at the constant 0 (not at the traced ``start``,
-    # and ``stop.epoch`` is not updated inside): XLA:CPU then updates the history buffer in
-    # place (measured: 10,000 XOR epochs 6-10 ms with a traced start or a second counter,
-    # 1.2 ms like this).
-    count = end - start
-
-    def cond(c):
-        going = c[2] < count
-        return going & (c[0][3].reason == RUNNING) if watch else going
-
-    # The learning rate record: inside the loop only if it changes (a schedule); a constant
-    # one is filled in after the loop. Written every epoch, a loop-invariant traced value
-    # keeps XLA:CPU from updating the history in place (10,000 XOR epochs 7 ms, not 1.2).
-    lr_now = _learning_rate(optimizer, opt_state)
-    lr_varies = lr_now is not None and _depends_on(
-        lambda s: _learning_rate(optimizer, s), opt_state)
-
-    def one_record():
-        value = metric_values(model, loss, params, x, y, ("loss",), state=state)["loss"]
-        return record(params, opt_state, state, value)
-
-    shapes = jax.eval_shape(one_record)
-    names = tuple(shapes)
-    dtype = _history_dtype(jnp.result_type(*[s.dtype for s in shapes.values()]))
-    # ONE buffer (epochs, records): one row written per epoch
-    bufs = jnp.full((cfg.buffer, len(names)), jnp.nan, dtype)
-    (params, opt_state, state, stop, best), bufs, done = jax.lax.while_loop(
-        cond, body, ((params, opt_state, state, stop, best), bufs, jnp.zeros((), jnp.int32)))
-    stop = stop._replace(epoch=start + done)        # ``stop.epoch`` is not carried: see above
-    records = {n: bufs[:, j] for j, n in enumerate(names)}
-    if lr_now is not None and not lr_varies:
-        records["lr"] = jnp.full((cfg.buffer,), lr_now, _history_dtype(jnp.result_type(lr_now)))
-    return (params, opt_state, state, stop, best), records
-
-
-def _depends_on(f, x) -> bool:
-    """Whether ``f(x)``'s value depends on ``x`` (traced: on the values of ``x``'s leaves)."""
-    from jax.extend.core import Literal
-
-    jaxpr = jax.make_jaxpr(f)(x).jaxpr
-    live = set(jaxpr.invars)
-    for eqn in jaxpr.eqns:     # (a sub-jaxpr's inputs are among its equation's inputs)
-        if any(not isinstance(v, Literal) and v in live for v in eqn.invars):
-            live.update(eqn.outvars)
-    return any(not isinstance(v, Literal) and v in live for v in jaxpr.outvars)
-
-
-def _history_dtype(dtype):
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
-
-
-@partial(jax.jit, static_argnames=("cfg",))
-def _compiled_loop(params, opt_state, state, stop, best, x, y, val, key, hparams, end, limits,
-                   *, cfg):
-    """:func:`_loop`, its records packed in ONE array (rows: :func:`_record_names`, then
-    ``lr``, NaN if unknown) and ``[stop.epoch, stop.reason]``: two transfers to the host."""
-    if opt_state is None:       # a one-call run: built inside (no eager dispatch per fit)
-        opt_state = _build_optimizer(cfg.optimizer, hparams).init(params)
-    carry, records = _loop(cfg, params, opt_state, state, stop, best, x, y, val, key, hparams,
-                           end, limits)
-    dtype = records["loss"].dtype
-    lr = records.get("lr", jnp.full((cfg.buffer,), jnp.nan, dtype))
-    packed = jnp.stack([records[n].astype(dtype) for n in _record_names(cfg)] + [lr.astype(dtype)])
-    return carry, packed, jnp.stack([carry[3].epoch, carry[3].reason])
-
-
-def _record_names(cfg: _LoopConfig) -> list:
-    """The names of the records :func:`_loop` writes, but ``lr``, in order."""
-    from .metrics import metric_name
-
-    names = ["loss"] + [metric_name(getattr(m, "obj", m)) for m in cfg.metrics]
-    if cfg.validation:
-        names += ["val_loss"] + ["val_" + n for n in names[1:]]
-    return names
-
-
-def _bucket(n: int) -> int:
-    return max(MIN_BUFFER, 1 << max(0, (int(n) - 1).bit_length()))
-
-
-def run_epochs(model, loss, optimizer, params, opt_state, x, y, key, *, epochs: int,
-               batch_size: int | None, method: str, batch_sharding=None, state=(),
-               regularizer=None):
-    """The uncompiled body of :func:`fit`: ``(params, opt_state, losses[epochs])``.
-
-    Pure and traceable, so it can be ``jit``-ed, ``vmap``-ed (sweeps) or
-    ``scan``-ed further. ``key`` may be None for a full-batch, key-free model;
-    epoch ``e`` uses ``jax.random.fold_in(key, e)``. With layer ``state``
-    (not ``()``), returns ``(params, opt_state, losses, state)``.
-    """
-    static, hparams = _optimizer_parts(optimizer)
-    cfg = _LoopConfig(keyed(model), keyed(loss), static, batch_size, method, (), False, False,
-                      False, False, None if regularizer is None else keyed(regularizer),
-                      batch_sharding, int(epochs))
-    (params, opt_state, state_out, _, _), bufs = _loop(
-        cfg, params, opt_state, state, _initial_stop(), (), x, y, None, key, hparams,
-        jnp.int32(epochs), _limits(None, None, 0.0))
-    out = (params, opt_state, bufs["loss"])
-    return out if state == () else out + (state_out,)
-
-
-def _limits(tol, patience, min_delta):
-    return {"tol": np.float32(0.0 if tol is None else tol),
-            "patience": np.int32(np.iinfo(np.int32).max if patience is None else patience),
-            "min_delta": np.float32(min_delta)}
-
-
-# --- argument checks -----------------------------------------------------------------
-
-def _as_int(value):
-    """``value`` as a Python int if it is an integer (NumPy integers included), else as is
-    (the argument checks then name what is wrong)."""
-    if isinstance(value, (bool, np.bool_)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == () and \
-            jnp.issubdtype(value.dtype, jnp.integer):
-        return int(value)
-    return value
-
-
-def check_data(x, y, where: str, what: str = "x"):
-    """Raise clear errors for data that is not arrays, or empty, or mismatched."""
-    prefix = "" if what == "x" else "validation "
-    for name, v in ((prefix + "x", x), (prefix + "y", y)):
-        if isinstance(v, (list, tuple)):
-            raise TypeError(f"{where}: {name} is a Python {type(v).__name__}; pass an array, "
-                            f"e.g. jnp.asarray({name.split()[-1]}, jnp.float32) (fnnet does not guess "
-                            f"dtypes from Python lists)")
-        if not hasattr(v, "shape") or not hasattr(v, "dtype"):
-            raise TypeError(f"{where}: {name} must be an array, got {type(v).__name__}")
-        if len(v.shape) == 0:
-            raise ValueError(f"{where}: {name} must have a batch axis (examples first), got a "
-                             f"scalar")
-    n = x.shape[0]
-    if y.shape[:1] != (n,):
-        raise ValueError(f"{where}: {prefix}x has {n} examples (shape {tuple(x.shape)}) but "
-                         f"{prefix}y has shape {tuple(y.shape)}; their first axes must match")
-    if n == 0:
-        raise ValueError(f"{where}: the {prefix}batch is empty (0 examples, x of "
-                         f"shape {tuple(x.shape)}); pass at least one example")
-
-
-def check_state_arg(model, state, where: str):
-    """A stateful model needs ``state=`` in training (else its statistics would be lost)."""
-    if _stateful(model) and state is None:
-        raise ValueError(f"{where}: {model.name} has layer state (BatchNorm running "
-                         f"statistics); pass state=fn.init_state(model, params) and keep the "
-                         f"returned state")
-
-
-def check_optimizer_object(optimizer, where: str):
-    """An optimizer must be built (``fn.optim.sgd(0.1)``), not its constructor."""
-    from . import optim
-
-    check = getattr(optim, "check_optimizer", None)
-    if check is not None:
-        try:
-            check(optimizer, where=where)
-        except TypeError as err:
-            if "where" not in str(err):
-                raise
-            check(optimizer)
-        return
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        hint = (f" (a constructor? call it, e.g. {getattr(optimizer, '__name__', 'sgd')}(0.1))"
-                if callable(optimizer) else "")
-        raise TypeError(f"{where}: optimizer must have init and update (fnnet's or optax's "
-                        f"contract), got {optimizer!r}{hint}")
-
-
-def _check_opt_state(optimizer, params, opt_state, where: str):
-    """``opt_state`` must be what ``optimizer.init(params)`` builds (tree, shapes, dtypes)."""
-    want = jax.eval_shape(optimizer.init, params)
-    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
-    ws, gs = jax.tree.structure(want), jax.tree.structure(got)
-    if ws != gs:
-        raise ValueError(f"{where}: opt_state does not belong to this optimizer and these params "
-                         f"(its tree differs from optimizer.init(params)); pass the state "
-                         f"returned with these params, or opt_state=None to start afresh")
-    for path, w, g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
-                          jax.tree.leaves(want), jax.tree.leaves(got)):
-        if w.shape != g.shape:
-            raise ValueError(f"{where}: opt_state{jax.tree_util.keystr(path[0])} has shape "
-                             f"{g.shape}, but optimizer.init(params) gives {w.shape}: the state "
-                             f"was built for another model; pass the state returned with these "
-                             f"params, or opt_state=None")
-
-
-def validate_fit_args(model, x, y, *, epochs, batch_size, key, where="fit"):
-    """Raise clear errors for bad ``fit`` arguments (shared with sweeps)."""
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"{where}: epochs must be a positive int, got {epochs!r}")
-    check_data(x, y, where)
-    n = x.shape[0]
-    if batch_size is not None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or \
-                not 1 <= batch_size <= n:
-            raise ValueError(f"{where}: batch_size must be an int in [1, {n}] (the number of "
-                             f"examples) or None for full batch, got {batch_size!r}")
-        if key is None:
-            raise ValueError(f"{where}: minibatches are reshuffled every epoch from the key; "
-                             f"pass key=jax.random.key(0)")
-    require_key(model, key, where)
-
-
-def _check_stopping(tol, patience, min_delta, chunk_size, initial_epoch, epochs):
+    metrics: Any = ("loss",)
+    verbose: bool = False
+    log: Any = None
+    chunk_size: int | None = None
+
+
+_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Stopping, Reporting)}
+
+
+def _gather_options(stopping, reporting, options: dict):
+    """The two records from ``stopping=``/``reporting=`` and the flat keywords."""
+    out = []
+    for cls, given, arg in ((Stopping, stopping, "stopping"), (Reporting, reporting, "reporting")):
+        flat = {k: options.pop(k) for k in _FIELDS[cls] if k in options}
+        if given is None:
+            given = cls(**flat)
+        elif not isinstance(given, cls):
+            raise TypeError(f"fit: {arg} must be fn.{cls.__name__}(...), got {given!r}")
+        elif flat:
+            raise TypeError(f"fit: {', '.join(flat)} given both as keyword(s) and inside "
+                            f"{arg}=fn.{cls.__name__}(...); pass each option once")
+        out.append(given)
+    if options:
+        raise TypeError(f"fit() got an unexpected keyword argument {next(iter(options))!r}")
+    return out
+
+
+# --- argument checks ---------------------------------------------------------------------
+
+def _check_options(stop: Stopping, report: Reporting, initial_epoch, epochs):
+    chunk_size, tol, patience, min_delta = (report.chunk_size, stop.tol, stop.patience,
+                                            stop.min_delta)
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"fit: chunk_size must be a positive int or None, got {chunk_size!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
@@ -587,36 +179,16 @@ def _check_stopping(tol, patience, min_delta, chunk_size, initial_epoch, epochs)
                          f"reach, as in Keras")
 
 
-# --- fit -------------------------------------------------------------------------------
+def _check_validation(model, loss, params, validation, state):
+    """``validation`` as a pair of arrays that fit the model and the loss: its shapes are
+    traced (abstractly, nothing runs) so that a mismatch is reported as the validation
+    set's, before training."""
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise ValueError("fit: validation must be a pair (x_val, y_val)")
+    check_data(*validation, "fit", what="validation")
 
-def _progress_bar(total: int, verbose: bool, initial: int = 0):
-    """A tqdm bar (terminal or notebook via ``tqdm.auto``), or None if quiet / tqdm missing."""
-    if not verbose:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is an optional extra: no bar without it
-        return None
-    return tqdm(total=total, initial=initial, unit="epoch", desc="fit", leave=True)
-
-
-def _stop_message(reason: int, stop: _Stop, epochs: int, tol, patience, monitor: str) -> str:
-    if reason == RUNNING:
-        return f"max epochs ({epochs})"
-    e = int(stop.epoch)
-    if reason == CONVERGED:
-        return f"converged at epoch {e} (|loss change| < tol={tol:g})"
-    if reason == PATIENCE:
-        return (f"patience: {monitor} did not improve for {patience} epochs; stopped at epoch {e} "
-                f"(best {float(stop.best):.6g} at epoch {int(stop.best_epoch)})")
-    return f"max epochs ({epochs})"
-
-
-def _check_validation_shapes(model, loss, params, validation, state):
-    """Trace the inference forward and the loss on the validation set (abstractly, nothing
-    runs) so that a mismatch is reported as the validation set's, before training."""
     def value(p, xv, yv, s):
-        return loss.fwd(forward(model, p, xv, state=s if model.has_state else None)[0], yv)[0]
+        return loss.fwd(forward(model, p, xv, state=s if stateful(model) else None)[0], yv)[0]
 
     try:
         jax.eval_shape(value, params, *validation, state)
@@ -624,14 +196,33 @@ def _check_validation_shapes(model, loss, params, validation, state):
         raise type(err)(f"fit: the validation set (x_val shape {jnp.shape(validation[0])}, y_val "
                         f"shape {jnp.shape(validation[1])}) does not fit the model/loss: "
                         f"{err}") from err
+    return tuple(validation)
 
+
+# --- the compiled run of one chunk ------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _compiled_loop(carry, data, hparams, end, limits, *, cfg):
+    """:func:`fnnet.loop.run_loop`, its records packed in ONE array (rows:
+    :func:`~fnnet.loop.record_names`, then ``lr``, NaN if unknown) and ``[stop.epoch,
+    stop.reason]``: two transfers to the host."""
+    optimizer = build_optimizer(cfg.optimizer, hparams)
+    if carry.opt_state is None:       # a one-call run: built inside (no eager dispatch per fit)
+        carry = carry._replace(opt_state=optimizer.init(carry.params))
+    carry, records = run_loop(cfg, optimizer, carry, data, end, limits)
+    dtype = records["loss"].dtype
+    lr = records.get("lr", jnp.full((cfg.buffer,), jnp.nan, dtype))
+    packed = jnp.stack([records[n].astype(dtype) for n in record_names(cfg)] + [lr.astype(dtype)])
+    return carry, packed, jnp.stack([carry.stop.epoch, carry.stop.reason])
+
+
+# --- fit -------------------------------------------------------------------------------
 
 def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
-        batch_size: int | None = None, key=None, opt_state=None, method: str = "manual",
-        validation=None, metrics=("loss",), tol: float | None = None,
-        patience: int | None = None, min_delta: float = 0.0, restore_best: bool = False,
-        verbose: bool = False, chunk_size: int | None = None, mesh=None, debug: bool = False,
-        initial_epoch: int = 0, log=None, regularizer=None, state=None, sharding=None):
+        batch_size: int | None = None, key=None, opt_state=None, state=None,
+        initial_epoch: int = 0, validation=None, stopping: Stopping | None = None,
+        reporting: Reporting | None = None, method: str = "manual", regularizer=None,
+        mesh=None, sharding=None, **options):
     """Train for up to ``epochs`` epochs in compiled code.
 
     Args:
@@ -648,38 +239,23 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         Epoch ``e`` uses ``fold_in(key, e)`` (see "exact resume" in :mod:`fnnet.train`).
       opt_state: resume from this optimizer state (default ``optimizer.init(params)``);
         a state built for other params is an error.
-      method: ``"manual"`` or ``"autodiff"``.
+      state: the layer state (``fn.init_state``); required for a model with state
+        (BatchNorm), and then the new state is returned last.
+      initial_epoch: epochs already done (to resume a run exactly; see above).
       validation: ``(x_val, y_val)``, evaluated after every epoch (inference mode):
         ``history["val_loss"]`` and ``history["val_<metric>"]``.
-      metrics: names from ``fnnet.metrics.METRICS`` or functions ``(logits, y) ->
-        scalar`` (recorded under their ``__name__``). ``"loss"`` is always recorded;
-        any other is measured on the whole training set with the params at the END
-        of each epoch, in inference mode (``history["accuracy"]``).
-      tol: stop when the epoch's mean training loss changed by less than ``tol``
-        from the previous epoch's: ``|L_e - L_{e-1}| < tol`` ("converged").
-      patience: stop when the monitored value (``val_loss`` with validation, else the
-        training loss) has not improved by more than ``min_delta`` on its best for
-        ``patience`` epochs in a row.
-      restore_best: return the params (and layer state) of the epoch with the best
-        monitored value instead of the last ones (the optimizer state stays the last).
-      verbose: show a progress bar (tqdm: epoch, loss, metrics, ETA; a widget in
-        notebooks). Quiet by default; without tqdm installed there is no bar.
-      chunk_size: epochs per compiled call (default: about 100 updates of the bar
-        or the log, the whole run in one call when quiet).
+      stopping: :class:`Stopping` (``tol``, ``patience``, ``min_delta``,
+        ``restore_best``, ``debug``): when to stop early.
+      reporting: :class:`Reporting` (``metrics``, ``verbose``, ``log``,
+        ``chunk_size``): what is recorded and shown.
+      method: ``"manual"`` or ``"autodiff"``.
+      regularizer: e.g. ``fn.l2(1e-4)``: its value is added to the loss and its
+        hand-written gradient to the gradients of every step.
       mesh: a ``jax.sharding.Mesh`` for data parallelism (see :mod:`fnnet.sharding`).
       sharding: with ``mesh``, where params and optimizer state live: ``"replicated"``
         (default), ``"fsdp"``, ``"tensor"`` or a policy of :mod:`fnnet.sharding`.
-      debug: stop at the first epoch whose loss is non-finite and raise
-        ``FloatingPointError`` with :func:`fnnet.find_nonfinite`'s report on the
-        params from the START of that epoch (the full training set, that epoch's key).
-      initial_epoch: epochs already done (to resume a run exactly; see above).
-      log: a path ending in ``.csv`` or ``.jsonl``: the per-epoch records are
-        appended to it as training goes (see :mod:`fnnet.runlog`). A file that
-        cannot be written is an error before training starts.
-      regularizer: e.g. ``fn.l2(1e-4)``: its value is added to the loss and its
-        hand-written gradient to the gradients of every step.
-      state: the layer state (``fn.init_state``); required for a model with state
-        (BatchNorm), and then the new state is returned last.
+      **options: any field of :class:`Stopping` or :class:`Reporting` as a keyword
+        of its own (``tol=1e-6``, ``verbose=True``), instead of the record.
 
     Returns:
       ``(params, opt_state, history)`` (``(params, opt_state, history, state)``
@@ -694,91 +270,69 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
       with ``restore_best``, ``history["best_epoch"]``.
     """
     t0 = time.perf_counter()
+    stop_opts, report = _gather_options(stopping, reporting, options)
     check_method(method)
-    epochs = _as_int(epochs)
-    batch_size = _as_int(batch_size)
-    initial_epoch = _as_int(initial_epoch)
-    patience = _as_int(patience)
-    chunk_size = _as_int(chunk_size)
+    epochs, batch_size, initial_epoch = as_int(epochs), as_int(batch_size), as_int(initial_epoch)
+    stop_opts = dataclasses.replace(stop_opts, patience=as_int(stop_opts.patience))
+    report = dataclasses.replace(report, chunk_size=as_int(report.chunk_size))
     check_optimizer_object(optimizer, "fit")
     validate_fit_args(model, x, y, epochs=epochs, batch_size=batch_size, key=key)
-    metrics = check_metrics(metrics)
-    _check_stopping(tol, patience, min_delta, chunk_size, initial_epoch, epochs)
+    metrics = check_metrics(report.metrics)
+    _check_options(stop_opts, report, initial_epoch, epochs)
     check_state_arg(model, state, "fit")
     if validation is not None:
-        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-            raise ValueError("fit: validation must be a pair (x_val, y_val)")
-        check_data(*validation, "fit", what="validation")
-        validation = tuple(validation)
-        _check_validation_shapes(model, loss, params, validation, state)
+        validation = _check_validation(model, loss, params, validation, state)
     if opt_state is not None:
-        _check_opt_state(optimizer, params, opt_state, "fit")
-    stateful = _stateful(model)
-    layer_state = state if stateful else ()
+        check_opt_state(optimizer, params, opt_state, "fit")
+    has_state = stateful(model)
+    layer_state = state if has_state else ()
+    log = report.log
     writer = runlog.open_log(log, "fit", append=initial_epoch > 0) if log is not None else None
 
-    static, hparams = _optimizer_parts(optimizer)
+    static, hparams = optimizer_kind(optimizer)
     batch_sharding = layout = None
     policy = _sharding.check_policy(mesh, sharding, "fit")
     if mesh is not None:
-        if batch_size is not None:
-            _sharding.check_divisible(batch_size, mesh, "fit", "batch_size", policy)
-        else:
-            _sharding.check_divisible(x.shape[0], mesh, "fit", "full batch", policy)
-        params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state,
-                                                    init=optimizer.init)
-        key, layer_state, hparams = _sharding.replicate(mesh, (key, layer_state, hparams))
-        if batch_size is None or x.shape[0] % _sharding.batch_groups(mesh, policy) == 0:
-            x, y = _sharding.shard_batch(mesh, (x, y), "fit", policy)
-        else:   # minibatches are sharded one by one; the data set need not split evenly
-            x, y = _sharding.replicate(mesh, (x, y))
-        if validation is not None:
-            validation = _sharding.replicate(mesh, validation)
-        batch_sharding = _sharding.batch_sharding(mesh, policy)
+        (params, opt_state, layout), (key, layer_state, hparams), (x, y), validation, \
+            batch_sharding = _place_on_mesh(mesh, policy, optimizer, params, opt_state,
+                                            (key, layer_state, hparams), x, y, validation,
+                                            batch_size)
 
     todo = epochs - initial_epoch
+    chunk_size = report.chunk_size
     if chunk_size is None:
-        chunk_size = max(1, math.ceil(todo / 100)) if (verbose or log is not None) else todo
+        chunk_size = max(1, math.ceil(todo / 100)) if (report.verbose or log is not None) else todo
     chunk_size = min(chunk_size, todo)
     if opt_state is None and chunk_size < todo:    # several calls: one program for all
         opt_state = optimizer.init(params)
-    train_metrics = tuple(m for m in metrics if m != "loss")
-    rules = tol is not None or patience is not None
-    cfg = _LoopConfig(keyed(model), keyed(loss), static, batch_size, method,
-                      tuple(keyed(m) if callable(m) else m for m in train_metrics),
-                      validation is not None, rules, bool(debug), bool(restore_best),
-                      None if regularizer is None else keyed(regularizer), batch_sharding,
-                      _bucket(chunk_size), layout)
-    limits = _limits(tol, patience, min_delta)
-    names = _record_names(cfg)
-    watch = rules or debug or restore_best
-    stop = _initial_stop(initial_epoch)
-    best = (params, layer_state) if restore_best else ()
+    rules = stop_opts.tol is not None or stop_opts.patience is not None
+    cfg = LoopConfig(keyed(model), keyed(loss), static, batch_size, method,
+                     tuple(keyed(m) if callable(m) else m for m in metrics if m != "loss"),
+                     validation is not None, rules, bool(stop_opts.debug),
+                     bool(stop_opts.restore_best),
+                     None if regularizer is None else keyed(regularizer), batch_sharding,
+                     bucket(chunk_size), layout)
+    limits = stopping_limits(stop_opts.tol, stop_opts.patience, stop_opts.min_delta)
+    carry = Carry(params, opt_state, layer_state, initial_stop(initial_epoch),
+                  (params, layer_state) if stop_opts.restore_best else ())
+    data = (x, y, validation, key)
+    names = record_names(cfg)
     records = []
-    bar = _progress_bar(epochs, verbose, initial_epoch)
-    monitor = "val_loss" if validation is not None else "loss"
+    bar = _progress_bar(epochs, report.verbose, initial_epoch)
+    reason = RUNNING
     try:
         for start in range(initial_epoch, epochs, chunk_size):
             end = min(start + chunk_size, epochs)
-            (params, opt_state, layer_state, stop, best), packed, flags = _compiled_loop(
-                params, opt_state, layer_state, stop, best, x, y, validation, key, hparams,
-                np.int32(end), limits, cfg=cfg)
-            epoch_done, reason = (end, RUNNING) if not watch else map(int, np.asarray(flags))
-            done = epoch_done - start
-            packed = np.asarray(packed)[:, :done]
-            chunk = dict(zip(names, packed))
-            if not np.all(np.isnan(packed[-1])):
-                chunk["lr"] = packed[-1]
-            t = time.perf_counter() - t0
-            prev_t = records[-1]["time"][-1] if records else 0.0
-            chunk["time"] = prev_t + (t - prev_t) * np.arange(1, done + 1) / max(done, 1)
-            chunk["epoch"] = np.arange(start + 1, start + done + 1)
-            chunk = {name: chunk[name] for name in _order(chunk)}
+            carry, packed, flags = _compiled_loop(carry, data, hparams, np.int32(end), limits,
+                                                  cfg=cfg)
+            epoch_done, reason = (end, RUNNING) if not cfg.watch else map(int, np.asarray(flags))
+            chunk = _chunk(names, np.asarray(packed), start, epoch_done - start,
+                           time.perf_counter() - t0, records)
             records.append(chunk)
             if writer is not None:
                 writer.write(chunk)
             if bar is not None:
-                bar.update(done)
+                bar.update(len(chunk["epoch"]))
                 bar.set_postfix({name: f"{v[-1]:.4g}" for name, v in chunk.items()
                                  if len(v) and name not in ("time", "epoch")})
             if reason != RUNNING:
@@ -790,22 +344,78 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
             writer.close()
 
     history = {name: np.concatenate([r[name] for r in records]) for name in records[0]}
-    host_stop = jax.device_get(stop) if watch else None     # reason: the last chunk's
+    params, opt_state, layer_state = carry.params, carry.opt_state, carry.state
+    stop = jax.device_get(carry.stop) if cfg.watch else None     # reason: the last chunk's
     if reason == NONFINITE:
         from .debug import find_nonfinite
 
-        e = int(host_stop.epoch)
-        report = find_nonfinite(model, loss, params, x, y, key=epoch_key(key, e - 1))
+        e = int(stop.epoch)
+        report_text = find_nonfinite(model, loss, params, x, y, key=epoch_key(key, e - 1))
         raise FloatingPointError(f"fit(debug=True): the training loss became non-finite at "
-                                 f"epoch {e} ({history['loss'][-1]}).\n{report}")
-    history["stopped"] = _stop_message(reason, host_stop, epochs, tol, patience, monitor)
-    if restore_best:
-        history["best_epoch"] = int(host_stop.best_epoch)
-        if int(host_stop.best_epoch) > initial_epoch:
-            params, layer_state = best
-    if stateful:
+                                 f"epoch {e} ({history['loss'][-1]}).\n{report_text}")
+    monitor = "val_loss" if validation is not None else "loss"
+    history["stopped"] = _stop_message(reason, stop, epochs, stop_opts, monitor)
+    if stop_opts.restore_best:
+        history["best_epoch"] = int(stop.best_epoch)
+        if int(stop.best_epoch) > initial_epoch:
+            params, layer_state = carry.best
+    if has_state:
         return params, opt_state, history, layer_state
     return params, opt_state, history
+
+
+def _place_on_mesh(mesh, policy, optimizer, params, opt_state, replicated, x, y, validation,
+                   batch_size):
+    """Data parallelism (and ``policy``'s params placement): ``(params, opt_state,
+    layout)`` placed, ``replicated`` (key, layer state, hyperparameters) copied to every
+    device, the data split over the batch axes (or replicated when minibatches are
+    sharded one by one), the validation set replicated, and the minibatch sharding."""
+    if batch_size is not None:
+        _sharding.check_divisible(batch_size, mesh, "fit", "batch_size", policy)
+    else:
+        _sharding.check_divisible(x.shape[0], mesh, "fit", "full batch", policy)
+    placed = _sharding.place(mesh, policy, params, opt_state, init=optimizer.init)
+    replicated = _sharding.replicate(mesh, replicated)
+    if batch_size is None or x.shape[0] % _sharding.batch_groups(mesh, policy) == 0:
+        xy = _sharding.shard_batch(mesh, (x, y), "fit", policy)
+    else:   # minibatches are sharded one by one; the data set need not split evenly
+        xy = _sharding.replicate(mesh, (x, y))
+    if validation is not None:
+        validation = _sharding.replicate(mesh, validation)
+    return placed, replicated, xy, validation, _sharding.batch_sharding(mesh, policy)
+
+
+def _chunk(names, packed, start, done, t, records) -> dict:
+    """One compiled call's records as ``{name: array}`` (``done`` epochs from ``start``)."""
+    packed = packed[:, :done]
+    chunk = dict(zip(names, packed))
+    if not np.all(np.isnan(packed[-1])):
+        chunk["lr"] = packed[-1]
+    prev_t = records[-1]["time"][-1] if records else 0.0
+    chunk["time"] = prev_t + (t - prev_t) * np.arange(1, done + 1) / max(done, 1)
+    chunk["epoch"] = np.arange(start + 1, start + done + 1)
+    return {name: chunk[name] for name in _order(chunk)}
+
+
+def _progress_bar(total: int, verbose: bool, initial: int = 0):
+    """A tqdm bar (terminal or notebook via ``tqdm.auto``), or None if quiet / tqdm missing."""
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is an optional extra: no bar without it
+        return None
+    return tqdm(total=total, initial=initial, unit="epoch", desc="fit", leave=True)
+
+
+def _stop_message(reason: int, stop: Stop, epochs: int, opts: Stopping, monitor: str) -> str:
+    if reason == CONVERGED:
+        return f"converged at epoch {int(stop.epoch)} (|loss change| < tol={opts.tol:g})"
+    if reason == PATIENCE:
+        return (f"patience: {monitor} did not improve for {opts.patience} epochs; stopped at "
+                f"epoch {int(stop.epoch)} (best {float(stop.best):.6g} at epoch "
+                f"{int(stop.best_epoch)})")
+    return f"max epochs ({epochs})"
 
 
 def _order(history):

@@ -1,0 +1,115 @@
+"""Argument checks of the entry points that take data: ``train_step``, ``fit``, ``sweep``,
+``evaluate`` and ``predict`` (the one place for them; layers and losses check their own
+inputs in :mod:`fnnet._checks`).
+
+Every check raises before anything is traced or compiled, with a message that names
+the function (``where``), what was expected, what came, and what to do.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .grad import require_key
+from .optim.base import check_optimizer
+
+__all__ = ["as_int", "check_data", "check_state_arg", "check_optimizer_object",
+           "check_opt_state", "validate_fit_args", "check_inference_state", "stateful"]
+
+
+def stateful(model) -> bool:
+    """Whether ``model`` carries layer state (BatchNorm's running statistics)."""
+    return bool(getattr(model, "has_state", False))
+
+
+def as_int(value):
+    """``value`` as a Python int if it is an integer (NumPy integers and integer 0-d arrays
+    included), else as is (the argument checks then name what is wrong)."""
+    if isinstance(value, (bool, np.bool_)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == () and \
+            jnp.issubdtype(value.dtype, jnp.integer):
+        return int(value)
+    return value
+
+
+def check_data(x, y, where: str, what: str = "x"):
+    """Raise clear errors for data that is not arrays, or empty, or mismatched."""
+    prefix = "" if what == "x" else "validation "
+    for name, v in ((prefix + "x", x), (prefix + "y", y)):
+        if isinstance(v, (list, tuple)):
+            raise TypeError(f"{where}: {name} is a Python {type(v).__name__}; pass an array, "
+                            f"e.g. jnp.asarray({name.split()[-1]}, jnp.float32) (fnnet does not guess "
+                            f"dtypes from Python lists)")
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):
+            raise TypeError(f"{where}: {name} must be an array, got {type(v).__name__}")
+        if len(v.shape) == 0:
+            raise ValueError(f"{where}: {name} must have a batch axis (examples first), got a "
+                             f"scalar")
+    n = x.shape[0]
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{where}: {prefix}x has {n} examples (shape {tuple(x.shape)}) but "
+                         f"{prefix}y has shape {tuple(y.shape)}; their first axes must match")
+    if n == 0:
+        raise ValueError(f"{where}: the {prefix}batch is empty (0 examples, x of "
+                         f"shape {tuple(x.shape)}); pass at least one example")
+
+
+def check_state_arg(model, state, where: str):
+    """A stateful model needs ``state=`` in training (else its statistics would be lost)."""
+    if stateful(model) and state is None:
+        raise ValueError(f"{where}: {model.name} has layer state (BatchNorm running "
+                         f"statistics); pass state=fn.init_state(model, params) and keep the "
+                         f"returned state")
+
+
+def check_inference_state(model, state, where: str):
+    """A stateful model needs ``state=`` in inference (its running statistics)."""
+    if stateful(model) and state is None:
+        raise ValueError(f"{where}: {model.name} has layer state (BatchNorm running statistics) "
+                         f"used in inference; pass state= (the state returned by fit or "
+                         f"train_step, or fn.init_state)")
+
+
+def check_optimizer_object(optimizer, where: str):
+    """An optimizer must be built (``fn.optim.sgd(0.1)``), not its constructor."""
+    check_optimizer(optimizer, where=where)
+
+
+def check_opt_state(optimizer, params, opt_state, where: str):
+    """``opt_state`` must be what ``optimizer.init(params)`` builds (tree, shapes, dtypes)."""
+    want = jax.eval_shape(optimizer.init, params)
+    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
+    ws, gs = jax.tree.structure(want), jax.tree.structure(got)
+    if ws != gs:
+        raise ValueError(f"{where}: opt_state does not belong to this optimizer and these params "
+                         f"(its tree differs from optimizer.init(params)); pass the state "
+                         f"returned with these params, or opt_state=None to start afresh")
+    for path, w, g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
+                          jax.tree.leaves(want), jax.tree.leaves(got)):
+        if w.shape != g.shape:
+            raise ValueError(f"{where}: opt_state{jax.tree_util.keystr(path[0])} has shape "
+                             f"{g.shape}, but optimizer.init(params) gives {w.shape}: the state "
+                             f"was built for another model; pass the state returned with these "
+                             f"params, or opt_state=None")
+
+
+def validate_fit_args(model, x, y, *, epochs, batch_size, key, where="fit"):
+    """Raise clear errors for bad ``fit``/``sweep`` arguments: epochs, data, batch size, key."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"{where}: epochs must be a positive int, got {epochs!r}")
+    check_data(x, y, where)
+    n = x.shape[0]
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or \
+                not 1 <= batch_size <= n:
+            raise ValueError(f"{where}: batch_size must be an int in [1, {n}] (the number of "
+                             f"examples) or None for full batch, got {batch_size!r}")
+        if key is None:
+            raise ValueError(f"{where}: minibatches are reshuffled every epoch from the key; "
+                             f"pass key=jax.random.key(0)")
+    require_key(model, key, where)
