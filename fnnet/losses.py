@@ -346,9 +346,22 @@ def _sce_parts(name, logits, target, label_smoothing=0.0, weights=None, ignore_i
         c_sum = jnp.ones((), logits.dtype)  # one-hot (smoothed): sums to 1 (invalid: NaN anyway)
     else:
         c_sum = jnp.sum(c, axis=-1, keepdims=True)
+    if "bad" in extra:
+        # integer labels: sum_k c_k logp_k = (1 - e) w_y logp_y + (e / K) sum_k w_k logp_k with
+        # logp_y gathered, so the value holds no (n, K) product (XLA kept one alive beside
+        # the gradient: the large MLP's step needed 1.33x autodiff's temp memory). An invalid
+        # label reads a clipped index; its batch is NaN anyway.
+        value = jnp.take_along_axis(logp, jnp.clip(labels, 0, k - 1)[..., None], -1)[..., 0]
+        if w is not None:
+            value = value * extra["denom"]
+        if label_smoothing:
+            value = (1 - label_smoothing) * value + label_smoothing / k * jnp.sum(
+                logp if w is None else w * logp, axis=-1)
+    else:
+        value = jnp.sum(c * logp, axis=-1)
     # XLA fuses softmax(z) sum_k c_k - c with the forward's log-softmax (one exp pass)
     # and forms an integer label's one-hot inside that fusion.
-    return _Parts(-jnp.sum(c * logp, axis=-1), jnp.exp(logp) * c_sum - c, **extra)
+    return _Parts(-value, jnp.exp(logp) * c_sum - c, **extra)
 
 
 def _kl_parts(name, logits, target):
