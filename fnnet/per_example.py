@@ -328,7 +328,9 @@ def scaled_sum(node: _Node, factor):
     interact, so scaling example ``i``'s loss cotangent by ``factor[i]`` scales each
     layer's ``dy_i`` by the same factor: each layer's ``bwd`` is called once more on
     its recorded ``dy`` scaled per example, and its ``dx`` (unused) is dead code under
-    ``jit`` ("book-keeping", Bu et al. 2022). DP-SGD's clipped sum."""
+    ``jit`` ("book-keeping", Bu et al. 2022). DP-SGD's clipped sum. A layer may give
+    ``fwd.fnnet_scaled_grad(res, dy, factor)`` instead, to scale after a costly part of
+    its backward that the walk already computed (MultiHeadAttention's ``dqkv``)."""
     if node.kind in ("serial", "parallel"):
         return tuple(scaled_sum(c, factor) for c in node.children)
     if node.kind == "inner":
@@ -337,6 +339,9 @@ def scaled_sum(node: _Node, factor):
         return _tie_sum(node, _tie_groups(node), scaled_sum(node.children[0], factor))
     if not _has_param_leaves(node.params):
         return jax.tree.map(jnp.zeros_like, node.params)
+    rule = getattr(node.layer.fwd, "fnnet_scaled_grad", None)
+    if rule is not None:   # the layer scales after its own costly part (attention: dqkv)
+        return rule(node.res, node.dy, factor)
     scaled = jax.tree.map(
         lambda d: d * factor.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), node.dy)
     return node.layer.bwd(node.res, scaled)[0]

@@ -64,6 +64,22 @@ def test_clipped_grad_equals_the_vmap_grad_reference(problem, clip):
         assert_trees_close(grad, batch_grad, 1e-10, "unclipped")
 
 
+
+@pytest.mark.parametrize("memory", ["full", "lean"])
+def test_clipped_grad_through_attention_scales_after_its_core(memory):
+    """MultiHeadAttention's clipped sum scales dqkv (fwd.fnnet_scaled_grad), not dy: the
+    same numbers as the vmap(grad) reference, causal or not, in both memory modes."""
+    net = fn.serial(fn.Dense(8), fn.MultiHeadAttention(2, causal=True, memory=memory,
+                                                       block_size=2), fn.Dense(3))
+    assert net.fwd.fnnet_layers[1].fwd.fnnet_scaled_grad
+    params = jax.tree.map(lambda a: a.astype(F64), net.init(jax.random.key(2), (4, 3)))
+    x = jax.random.normal(jax.random.key(3), (5, 4, 3), F64)
+    y = jnp.array([[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2], [0, 0, 1, 1], [2, 2, 1, 0]])
+    _, grad, norms = jax.jit(fn.dp.clipped_grad(net, CE, l2_norm_clip=0.3))(params, x, y)
+    ref, ref_norms = reference(net, params, x, y, 0.3)
+    np.testing.assert_allclose(norms, ref_norms, rtol=1e-10)
+    assert_trees_close(grad, ref, 1e-10, "clipped mean through attention")
+
 def test_noise_is_the_documented_draw(problem):
     net, params, x, y = problem
     clip, sigma, key = 0.5, 1.3, jax.random.key(42)

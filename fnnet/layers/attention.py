@@ -260,5 +260,21 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
         bias = lambda a: jnp.sum(jnp.square(jnp.sum(a, axis=1)), axis=-1)
         return ghost_sqnorm(x, dqkv) + bias(dqkv) + ghost_sqnorm(o, dy) + bias(dy)
 
+    def scaled_grad(res, dy, factor):
+        """``sum_i factor[i] g_i``: the core's backward is linear in ``dy`` and per
+        example, so ``dqkv`` of the scaled ``dy`` is ``factor[i] dqkv_i``; scaling AFTER
+        the core reuses the ``dqkv`` that ``bwd`` and ``sqnorm`` computed from the same
+        ``dy`` (the same expression: XLA computes it once), so DP-SGD's clipped sum runs
+        the T x T backward once, not twice."""
+        x, o, w_o = res[0], res[5], res[7]
+        f = factor.reshape(-1, 1, 1)
+        dqkv, dy = qkv_cotangent(res, dy) * f.astype(dy.dtype), dy * f.astype(dy.dtype)
+        d = x.shape[-1]
+        g = {"w_qkv": x.reshape(-1, d).T @ dqkv.reshape(-1, 3 * d),
+             "b_qkv": jnp.sum(dqkv, axis=(0, 1)),
+             "w_o": o.reshape(-1, d).T @ dy.reshape(-1, d), "b_o": jnp.sum(dy, axis=(0, 1))}
+        return {k: a.astype(w_o.dtype) for k, a in g.items()}
+
     fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
+    fwd.fnnet_scaled_grad = scaled_grad
     return named(name, init, fwd, bwd)
