@@ -33,6 +33,9 @@ def parse_args(argv=None):
                    help="comma-separated subset of " + ",".join(CASES) + " (or 1-15); "
                         "default all")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="start no further case once S seconds have passed (the cases left "
+                        "are listed as skipped; targets are judged on what ran)")
     args = p.parse_args(argv)
     try:
         args.cases = pick_cases(args.cases)
@@ -64,6 +67,10 @@ def pick_cases(spec: str) -> tuple:
 def get_device(kind: str):
     import jax
 
+    if kind == "gpu" and os.environ.get("FNNET_BENCH_GPU_ON_CPU") == "1":
+        # a smoke test of the GPU configuration's code paths on a machine without one
+        # (bfloat16 variants, GPU sizes in --quick, CUDA peers skipped); numbers meaningless
+        return jax.devices("cpu")[0]
     try:
         return jax.devices(kind)[0]
     except RuntimeError as err:
@@ -145,6 +152,13 @@ def print_case(case: dict, gpu: bool) -> None:
         q = case["manual_over_autodiff_paired"]
         print(f"  manual/autodiff from {q['n']} back-to-back pairs: median {q['median']:.3f}, "
               f"IQR {q['q1']:.3f}-{q['q3']:.3f}, min-max {q['min']:.3f}-{q['max']:.3f}")
+    if "compile_manual_over_autodiff" in case:
+        q = case["compile_manual_over_autodiff"]
+        print(f"  compile time manual/autodiff ({q['xla']['n']} fresh compiles each, alternating "
+              f"order): trace {q['trace']['median']:.3f}, XLA {q['xla']['median']:.3f}")
+    if case.get("one_loop_kernel"):
+        print("  epoch loop compiled as ONE XLA:CPU kernel: " + ", ".join(
+            f"{m} {'yes' if k else 'NO'}" for m, k in case["one_loop_kernel"].items()))
     for key in ("max_loss_diff_fnnet_vs_numpy", "final_loss"):
         if key in case:
             print(f"  {key}: {case[key]:.3g}")
@@ -187,7 +201,7 @@ def targets(results: dict, quick: bool) -> list[dict]:
         rows = rowmap(results["mlp"])
         share = rows["fnnet manual"]["peak_share_in_round"]
         c6 = rows["fnnet manual"]["peak_share"]
-        add("mlp: fnnet manual >= 80% of matmul peak", share["median"], share["median"] >= 0.80,
+        add("mlp: fnnet manual >= 85% of matmul peak", share["median"], share["median"] >= 0.85,
             detail=f"matmul timed in the same rounds; per-round {share['min']:.3f}-"
                    f"{share['max']:.3f}; autodiff "
                    f"{rows['fnnet autodiff']['peak_share_in_round']['median']:.3f}; vs case 6's "
@@ -201,22 +215,39 @@ def targets(results: dict, quick: bool) -> list[dict]:
                        f"{q['min']:.3f}-{q['max']:.3f}")
         else:
             add("mlp: fnnet manual <= 0.45x PyTorch eager", None, False,
-                detail="PyTorch not installed: not measured")
+                detail="no PyTorch row (not installed, or no CUDA in its build): not measured")
     if "xor" in results:
         rows = rowmap(results["xor"])
         fit = rows["fnnet fit (whole run compiled), manual"]
-        add("xor: 10k-epoch fit <= 2.5 ms after compilation", fit["time_s"]["median"],
-            fit["time_s"]["median"] <= 2.5e-3,
+        add("xor: 10k-epoch fit <= 1.0 ms after compilation", fit["time_s"]["median"],
+            fit["time_s"]["median"] <= 1.0e-3,
             detail=f"spread {fit['time_s']['min'] * 1e3:.2f}-{fit['time_s']['max'] * 1e3:.2f} ms")
+        kernel = results["xor"].get("one_loop_kernel")
+        if kernel is not None:     # XLA:CPU only: the guard of the 5-10x cliff
+            add("xor: fit's epoch loop is ONE XLA:CPU kernel (manual and autodiff)",
+                float(all(kernel.values())), all(kernel.values()),
+                detail=", ".join(f"{m}: {'one kernel' if k else 'a loop of kernels'}"
+                                 for m, k in kernel.items()))
         q = rows["NumPy from-scratch loop"]["ratio_ref_over_this"]
         add("xor: fit >= 50x faster than NumPy loop", 1 / q["median"], 1 / q["median"] >= 50,
             detail=f"per-round {1 / q['max']:.0f}x-{1 / q['min']:.0f}x")
         c = fit["trace_s"] + fit["compile_s"]
         add("xor: compile (trace + XLA) <= 150 ms", c, c <= 0.150,
             detail=f"trace {fit['trace_s'] * 1e3:.0f} ms + XLA {fit['compile_s'] * 1e3:.0f} ms")
+    for key in ("xor", "mlp", "large", "gpt", "lstm", "cnn1d", "llama"):   # compile time
+        q = results.get(key, {}).get("compile_manual_over_autodiff")
+        if q is None:
+            continue
+        for kind in ("trace", "xla"):
+            r = q[kind]
+            add(f"{key}: {'trace' if kind == 'trace' else 'XLA compile'} time manual/autodiff "
+                f"<= 1.00", r["median"], r["median"] <= 1.0,
+                near=r["median"] <= 1.05 and r["min"] <= 1.0,
+                detail=f"{r['n']} fresh compiles each, alternating; per-trial "
+                       f"{r['min']:.3f}-{r['max']:.3f}")
     if "sweep" in results:
         q = results["sweep"]["sweep_over_one"]
-        add("sweep: 100 seeds <= 4x one model", q["median"], q["median"] <= 4.0,
+        add("sweep: 100 seeds <= 8x one model", q["median"], q["median"] <= 8.0,
             detail=f"per-round {q['min']:.2f}-{q['max']:.2f}")
     if "reuse" in results:
         r = results["reuse"]
@@ -299,6 +330,25 @@ def print_targets(ts):
         print(f"  {t['verdict']:>20}  {t['target']}: {v}  ({t['detail']})")
 
 
+def add_peak_share(case: dict, peak: dict) -> None:
+    """For a train-step case with XLA-counted FLOPs (``fnnet_steps``): each fnnet row's
+    achieved rate and its share of the float32 matmul peak of case 6, as a note."""
+    flops = {r["impl"]: r["memory"].get("flops") for r in case.get("rows", [])
+             if isinstance(r.get("memory"), dict) and r["memory"].get("flops")}
+    best = peak.get("peak_gflops", {}).get("float32")
+    if not flops or not best:
+        return
+    bits = []
+    for r in case["rows"]:
+        if r["impl"] in flops:
+            rate = flops[r["impl"]] / r["time_s"]["median"] / 1e9
+            r["gflops"], r["peak_share_xla_flops"] = rate, rate / best
+            bits.append(f"{r['impl']} {rate:,.0f} GFLOP/s = {100 * rate / best:.1f}%")
+    case.setdefault("notes", []).append(
+        "XLA-counted FLOPs per step over time, as a share of case 6's float32 matmul peak "
+        f"({best:,.0f} GFLOP/s): " + ", ".join(bits))
+
+
 # --- main ---------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -323,66 +373,69 @@ def main(argv=None) -> int:
     print(f"load average at start: {meta['load_average_start']}"
           + ("   (QUICK MODE: smoke test, numbers not meaningful)" if args.quick else ""))
     t0 = time.perf_counter()
-    results = {}
-    def timed(fn_, *a, **k):
+    results, skipped = {}, []
+    gpu = args.device == "gpu"
+
+    def run(key, case_fn, *a, printer=None, **k):
+        """Run one case (unless ``--max-seconds`` is spent), print it (with ``printer``,
+        default :func:`print_case`), keep its results."""
+        if args.max_seconds is not None and time.perf_counter() - t0 > args.max_seconds:
+            skipped.append(key)
+            print(f"\n## {key}: skipped (--max-seconds {args.max_seconds:g} spent)")
+            return
         t = time.perf_counter()
-        out = fn_(*a, **k)
+        out = case_fn(*a, **k)
         out["wall_s"] = time.perf_counter() - t
-        return out
+        if "peak" in results:
+            add_peak_share(out, results["peak"])
+        results[key] = out
+        if printer is not None:
+            printer(out)
+        else:
+            print_case(out, gpu)
 
     with jax.default_device(device):
         if "peak" in cases:
-            results["peak"] = timed(C.case_matmul_peak, cfg, device)
-            print_case(results["peak"], args.device == "gpu")
+            run("peak", C.case_matmul_peak, cfg, device)
         if "xor" in cases:
-            results["xor"] = timed(C.case_xor, cfg, device)
-            print_case(results["xor"], False)
+            run("xor", C.case_xor, cfg, device)
         mlp_cases = [(k, n, s, b) for k, n, s, b in (
             ("mlp", "2. MLP", cfg.mlp_sizes, cfg.mlp_batch),
             ("large", "3. large MLP", cfg.large_sizes, cfg.large_batch)) if k in cases]
         for dtype in cfg.dtypes:
             sfx = "" if dtype == "float32" else f"_{dtype}"
             for key, name, s, b in mlp_cases:
-                results[key + sfx] = timed(
-                    C.case_mlp, cfg, device, results["peak"], sizes=s, batch=b, dtype=dtype,
-                    title=f"{name} {'-'.join(map(str, s))}: batch {b}, SGD step, {dtype}")
-                print_case(results[key + sfx], args.device == "gpu")
-        if "sweep" in cases:
-            results["sweep"] = timed(C.case_sweep, cfg, device)
-            print_case(results["sweep"], False)
-        if "reuse" in cases:
-            results["reuse"] = timed(C.case_reuse, cfg, device)
-            print_case(results["reuse"], False)
+                run(key + sfx, C.case_mlp, cfg, device, results["peak"], sizes=s, batch=b,
+                    dtype=dtype, title=f"{name} {'-'.join(map(str, s))}: batch {b}, SGD step, "
+                                       f"{dtype}")
+        for key in ("sweep", "reuse"):
+            if key in cases:
+                run(key, getattr(C, f"case_{key}"), cfg, device)
         if "memory" in cases:
             mlps = [results[k] for k in results if k.startswith(("mlp", "large"))]
-            results["memory"] = timed(C.case_memory, cfg, device, mlps)
-            print_case(results["memory"], False)
-        if "gpt" in cases or "attention" in cases:
+            run("memory", C.case_memory, cfg, device, mlps)
+        if {"gpt", "attention"} & set(cases):
             from . import transformer as TR
-        for key, case_fn in (("gpt", "case_gpt"), ("attention", "case_attention")):
+        for key in ("gpt", "attention"):
             if key in cases:
-                results[key] = timed(getattr(TR, case_fn), cfg, device)
-                print_case(results[key], False)
-        if "lstm" in cases or "cnn1d" in cases:
+                run(key, getattr(TR, f"case_{key}"), cfg, device)
+        if {"lstm", "cnn1d"} & set(cases):
             from . import sequence as SQ
-        for key, case_fn in (("lstm", "case_lstm"), ("cnn1d", "case_cnn1d")):
+        for key in ("lstm", "cnn1d"):
             if key in cases:
-                results[key] = timed(getattr(SQ, case_fn), cfg, device)
-                print_case(results[key], False)
+                run(key, getattr(SQ, f"case_{key}"), cfg, device)
         if "per_example" in cases:
             from .per_example import case_per_example
-            results["per_example"] = timed(case_per_example, cfg, device)
-            print_case(results["per_example"], False)
+            run("per_example", case_per_example, cfg, device)
         if "sharding" in cases:       # subprocesses with forced CPU devices
             from .sharding import case_sharding, print_sharding
-            results["sharding"] = timed(case_sharding, cfg, device)
-            print_sharding(results["sharding"])
-        if "llama" in cases or "generate" in cases:
+            run("sharding", case_sharding, cfg, device, printer=print_sharding)
+        if {"llama", "generate"} & set(cases):
             from . import llama as LL
-        for key, case_fn in (("llama", "case_llama"), ("generate", "case_generate")):
+        for key in ("llama", "generate"):
             if key in cases:
-                results[key] = timed(getattr(LL, case_fn), cfg, device)
-                print_case(results[key], False)
+                run(key, getattr(LL, f"case_{key}"), cfg, device)
+    meta["skipped_for_time"] = skipped
     ts = targets(results, args.quick)
     print_targets(ts)
     meta["load_average_end"] = load_average()

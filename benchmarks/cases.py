@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet as fn
-from fnnet.train import run_epochs
+from fnnet.loop import run_epochs
 
 from . import peers
-from .timing import block, interleaved, paired, ratio, summary, timed_call
+from .timing import (block, compile_ratios, compile_times, interleaved, paired, ratio,
+                     summary, timed_call)
 
 
 @dataclass(frozen=True)
@@ -108,19 +109,6 @@ def memory(compiled) -> dict:
     return out
 
 
-def compile_timed(jitted, *args, **kwargs):
-    """``(compiled, trace_s, compile_s)`` for a ``jax.jit`` function at these args."""
-    t_lower = timed_call(lambda: _store(jitted.lower(*args, **kwargs)))
-    lowered = _store.last
-    t_compile = timed_call(lambda: _store(lowered.compile()))
-    return _store.last, t_lower, t_compile
-
-
-def _store(x):
-    _store.last = x
-    return x
-
-
 def row(impl, t, *, flops=None, peak=None, ref=None, **extra):
     """One table row. ``t`` is an :func:`interleaved` result (seconds per call)."""
     r = {"impl": impl, "time_s": {k: v for k, v in t.items() if k != "rounds"},
@@ -138,6 +126,44 @@ def row(impl, t, *, flops=None, peak=None, ref=None, **extra):
         r["ratio_ref_over_this"] = ratio(ref, t)
     r.update(extra)
     return r
+
+
+def jitted_step(model, loss, opt, method):
+    """``train_step``'s program as a plain ``jax.jit`` (so it can be lowered for memory)."""
+    vg = fn.value_and_grad(model, loss, method=method)
+
+    def step(params, state, x, y):
+        value, grads = vg(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return fn.optim.apply_updates(params, updates), state, value
+
+    return jax.jit(step)
+
+
+def fnnet_steps(cfg, model, loss, opt, params, state, x, y, *, methods=None):
+    """The fnnet rows of a train-step case: ``(fns, memory, first_loss, compile)``.
+
+    ``methods``: ``{row name: (model, method)}`` (default: ``model`` manual and
+    autodiff). Each row's step is compiled once (its temp memory, its first loss);
+    ``compile`` holds trace and XLA compile times of fresh programs, measured in
+    alternating order (:func:`benchmarks.timing.compile_times`).
+    """
+    methods = methods or {f"fnnet {m}": (model, m) for m in ("manual", "autodiff")}
+    fns, mem, first_loss = {}, {}, {}
+    for name, (mdl, method) in methods.items():
+        step = jitted_step(mdl, loss, opt, method).lower(params, state, x, y).compile()
+        cost = step.cost_analysis() or {}
+        mem[name] = {**memory(step), "flops": float((cost[0] if isinstance(cost, list)
+                                                      else cost).get("flops", 0.0))}
+        first_loss[name] = float(step(params, state, x, y)[2])
+        fns[name] = (lambda step=step: block(step(params, state, x, y)))
+    compile_info = compile_times(
+        {name: (lambda mdl=mdl, method=method: (jitted_step(mdl, loss, opt, method),
+                                               (params, state, x, y)))
+         for name, (mdl, method) in methods.items() if name in ("fnnet manual",
+                                                                 "fnnet autodiff")},
+        trials=1 if cfg.quick or cfg.device == "gpu" else 2)
+    return fns, mem, first_loss, compile_info
 
 
 def device_put(tree, device):
@@ -205,16 +231,18 @@ def case_xor(cfg: Config, device) -> dict:
     state = opt.init(params)
 
     # compile time: the program fit runs (run_epochs under jit), traced and compiled fresh
-    compile_info = {}
+    # in alternating order (timing.compile_times); its loop as ONE XLA:CPU kernel
+    def program(method):
+        return lambda: (jax.jit(lambda p, s, x, y: run_epochs(
+            net, loss, opt, p, s, x, y, None, epochs=E, method=method)), (params, state, x, y))
+
+    programs = {m: program(m) for m in ("manual", "autodiff")}
+    compile_info = compile_times(programs, trials=1 if cfg.quick else 5)
+    compile_ratio = compile_ratios(compile_info, "manual", "autodiff")
+    one_kernel = {}
     for method in ("manual", "autodiff"):
-        trials = []
-        for _ in range(1 if cfg.quick else 3):
-            jitted = jax.jit(lambda p, s, x, y, method=method: run_epochs(
-                net, loss, opt, p, s, x, y, None, epochs=E, batch_size=None, method=method))
-            _, t_trace, t_comp = compile_timed(jitted, params, state, x, y)
-            trials.append((t_trace, t_comp))
-        compile_info[method] = {"trace_s": float(np.median([t[0] for t in trials])),
-                                "compile_s": float(np.median([t[1] for t in trials]))}
+        jitted, args = programs[method]()
+        one_kernel[method] = one_loop_kernel(jitted.lower(*args).compile().as_text())
         # first fn.fit call of a fresh model object (trace + compile + one run)
         fresh = fn.serial(fn.Dense(3), fn.Relu, fn.Dense(1))
         compile_info[method]["first_fit_call_s"] = timed_call(
@@ -267,12 +295,24 @@ def case_xor(cfg: Config, device) -> dict:
                 per_epoch_us=res["median"] / E * 1e6)
         if name.startswith("fnnet fit"):
             m = "manual" if "manual" in name else "autodiff"
-            r.update(compile_info[m])
+            r.update({k: v for k, v in compile_info[m].items() if not k.endswith("_trials")})
         rows.append(r)
     return {"title": f"1. XOR 2-3-1, lr 0.1, {E:,} epochs (time per whole run)",
             "rows": rows, "epochs": E, "max_loss_diff_fnnet_vs_numpy": agree,
-            "manual_over_autodiff_paired": pair,
+            "manual_over_autodiff_paired": pair, "compile": compile_info,
+            "compile_manual_over_autodiff": compile_ratio,
+            "one_loop_kernel": one_kernel if cfg.device == "cpu" else None,
             "final_loss": float(hist[-1])}
+
+
+def one_loop_kernel(hlo_text: str) -> bool:
+    """Whether XLA:CPU compiled the program's ``while`` loop into ONE kernel: its
+    small-while-loop pass wraps a loop whose iteration reads and writes under 1 KiB
+    (XLA's cost analysis) in a call tagged ``xla_cpu_small_call``. One XOR epoch is
+    ~0.13 us as one kernel and ~1.5 us as a loop of separate kernels (thunks), so an
+    epoch that grows past the threshold (one more operand, record or check) makes a
+    10,000-epoch fit 5-10x slower at once."""
+    return 'xla_cpu_small_call="true"' in hlo_text
 
 
 # --- 11. compile reuse ---------------------------------------------------------------
@@ -361,12 +401,19 @@ def case_mlp(cfg: Config, device, peak_case, *, sizes, batch, title, lr=0.01,
     fns = {}
     for method in ("manual", "autodiff"):
         step = fn.train_step(net, loss, opt, method=method)
-        c, t_trace, t_comp = compile_timed(step, params, state, x, labels)
+        c = step.lower(params, state, x, labels).compile()
         compiled[method] = c
-        info[method] = {"trace_s": t_trace, "compile_s": t_comp,
-                        "dots_in_hlo": dot_count(c.as_text()), "memory": memory(c)}
+        info[method] = {"dots_in_hlo": dot_count(c.as_text()), "memory": memory(c)}
         block(step(params, state, x, labels))
         fns[f"fnnet {method}"] = (lambda step=step: block(step(params, state, x, labels)))
+    # trace and XLA compile of the same program, fresh each trial, alternating
+    compile_info = compile_times(
+        {m: (lambda m=m: (jitted_step(net, loss, opt, m), (params, state, x, labels)))
+         for m in ("manual", "autodiff")},
+        trials=1 if cfg.quick or cfg.device == "gpu" else 3)
+    for method in info:
+        info[method].update({k: v for k, v in compile_info[method].items()
+                             if not k.endswith("_trials")})
     expected_dots = 3 * (len(sizes) - 1) - 1
     for method in info:
         if info[method]["dots_in_hlo"] != expected_dots:
@@ -376,6 +423,11 @@ def case_mlp(cfg: Config, device, peak_case, *, sizes, batch, title, lr=0.01,
     weights = [np.asarray(p["w"], np.float32) for p in params[::2]]
     biases = [np.asarray(p["b"], np.float32) for p in params[::2]]
     ok, why = peers.torch_available()
+    if ok and cfg.device == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            ok, why = False, why + "; no CUDA in this PyTorch build: its GPU row is skipped"
     if ok:
         import torch
 
@@ -416,6 +468,8 @@ def case_mlp(cfg: Config, device, peak_case, *, sizes, batch, title, lr=0.01,
     return {"title": title, "rows": rows, "flops_per_step": flops, "batch": batch,
             "sizes": sizes, "dtype": dtype, "matmul_peak_in_rounds": peak["gflops"],
             "memory": {m: info[m]["memory"] for m in info}, "notes": notes,
+            "compile": compile_info,
+            "compile_manual_over_autodiff": compile_ratios(compile_info, "manual", "autodiff"),
             "manual_over_autodiff_paired": pair}
 
 

@@ -99,7 +99,28 @@ def torch_available() -> tuple[bool, str]:
 class TorchTrainStep:
     """``step(*batch)``: zero the gradients, ``self.loss(*batch).backward()``, ``self.opt.step()``,
     on ``self.threads`` threads when set. A peer model defines ``loss`` and sets ``torch``,
-    ``opt`` and ``threads``."""
+    ``opt`` and ``threads``; built on the CPU, :meth:`to` moves it (``"cuda"``: each step
+    then ends in ``torch.cuda.synchronize()``, as fnnet's in ``block_until_ready``)."""
+
+    device = "cpu"
+
+    def to(self, device: str):
+        """Move the peer's modules (parameters and buffers) and every parameter the
+        optimizer holds to ``device``, in place (the optimizer keeps them); returns self."""
+        def modules(v):
+            if isinstance(v, self.torch.nn.Module):
+                yield v
+            elif isinstance(v, (list, tuple)):
+                for item in v:
+                    yield from modules(item)
+
+        for m in modules(list(vars(self).values())):
+            m.to(device)
+        for group in self.opt.param_groups:
+            for p in group["params"]:
+                p.data = p.data.to(device)
+        self.device = device
+        return self
 
     def step(self, *batch):
         if self.threads and self.torch.get_num_threads() != self.threads:
@@ -108,6 +129,8 @@ class TorchTrainStep:
         loss = self.loss(*batch)
         loss.backward()
         self.opt.step()
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
         return loss
 
 
@@ -149,3 +172,37 @@ class TorchMLP:
         if self.device != "cpu":
             self.torch.cuda.synchronize()
         return loss
+
+
+def torch_rows(cfg, fns: dict, first_loss: dict, notes: list, make, inputs, *,
+               available=None):
+    """Add the PyTorch eager rows of a train-step case to ``fns``: on the CPU its default
+    threads and (on a shared machine, whose OpenMP barriers stall) 1 thread; on a GPU
+    one CUDA row. ``make(threads)`` builds the peer on the CPU (weights copied from
+    fnnet's), ``inputs(torch, device)`` the batch; ``available()`` -> ``(ok, note)``
+    (default :func:`torch_available`)."""
+    ok, why = (available or torch_available)()
+    notes.append(why)
+    if not ok:
+        return
+    import torch
+
+    if cfg.device == "gpu":
+        if not torch.cuda.is_available():
+            notes.append("PyTorch has no CUDA here (a CPU build?): its GPU row is skipped")
+            return
+        tm = make(None).to("cuda")
+        batch = inputs(torch, "cuda")
+        with torch.no_grad():
+            first_loss["PyTorch eager"] = float(tm.loss(*batch))
+        fns["PyTorch eager cuda"] = lambda: tm.step(*batch)
+        return
+    batch = inputs(torch, "cpu")
+    tm = make(None)
+    with torch.no_grad():
+        first_loss["PyTorch eager"] = float(tm.loss(*batch))
+    nthreads = torch_threads()
+    fns[f"PyTorch eager cpu ({nthreads} threads)"] = lambda: tm.step(*batch)
+    if nthreads > 1 and not cfg.quick:
+        tm1 = make(1)
+        fns["PyTorch eager cpu, 1 thread"] = lambda: tm1.step(*batch)

@@ -22,7 +22,7 @@ import numpy as np
 import fnnet as fn
 
 from . import peers
-from .timing import block, interleaved, paired, step_rows
+from .timing import compile_ratios, interleaved, paired, step_rows
 
 
 def lstm_sizes(quick: bool) -> dict:
@@ -37,21 +37,7 @@ def cnn_sizes(quick: bool) -> dict:
     return dict(length=256, channels=8, width=64, classes=10, batch=32)
 
 
-class _TorchStep:
-    """One eager PyTorch train step: zero grads, ``self.loss``, backward, Adam step
-    (optionally pinned to ``self.threads`` threads)."""
-
-    def step(self, x, labels):
-        if self.threads and self.torch.get_num_threads() != self.threads:
-            self.torch.set_num_threads(self.threads)
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss(x, labels)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
-class TorchLSTM(_TorchStep):
+class TorchLSTM(peers.TorchTrainStep):
     """Embedding -> nn.LSTM(batch_first) -> Linear, cross-entropy over (batch, time), Adam;
     weights copied from fnnet's params (transposed as DESIGN.md says)."""
 
@@ -85,7 +71,7 @@ class TorchLSTM(_TorchStep):
 
 
 
-class TorchCNN1D(_TorchStep):
+class TorchCNN1D(peers.TorchTrainStep):
     """The same 1-d CNN in PyTorch eager (NCL; the activations are turned back to NLC
     before Flatten so the Dense weights need no permutation); Adam."""
 
@@ -121,37 +107,23 @@ class TorchCNN1D(_TorchStep):
 
 def _run(cfg, title, model, params, x, labels, torch_factory, torch_inputs, sizes) -> dict:
     """Time manual / autodiff / PyTorch eager train steps on the same weights and data."""
-    from .cases import memory
-    from .transformer import jitted_step   # train_step's program as a plain jax.jit
+    from .cases import fnnet_steps
 
     loss, opt = fn.losses.softmax_cross_entropy, fn.optim.adam(1e-3)
     state = opt.init(params)
-    fns, mem, first_loss, notes = {}, {}, {}, []
-    for method in ("manual", "autodiff"):
-        step = jitted_step(model, loss, opt, method).lower(params, state, x, labels).compile()
-        mem[f"fnnet {method}"] = memory(step)
-        first_loss[f"fnnet {method}"] = float(step(params, state, x, labels)[2])
-        fns[f"fnnet {method}"] = (lambda step=step: block(step(params, state, x, labels)))
-    ok, why = peers.torch_available()
-    notes.append(why)
-    if ok and cfg.device == "cpu":
-        import torch
-
-        tx, tl = torch_inputs(torch)
-        host = jax.device_get(params)
-        tm = torch_factory(host, None)
-        with torch.no_grad():
-            first_loss["PyTorch eager"] = float(tm.loss(tx, tl))
-        nthreads = peers.torch_threads()
-        fns[f"PyTorch eager cpu ({nthreads} threads)"] = lambda: tm.step(tx, tl)
-        if nthreads > 1:
-            tm1 = torch_factory(host, 1)
-            fns["PyTorch eager cpu, 1 thread"] = lambda: tm1.step(tx, tl)
+    fns, mem, first_loss, compile_info = fnnet_steps(cfg, model, loss, opt, params, state, x,
+                                                     labels)
+    notes = []
+    peers.torch_rows(cfg, fns, first_loss, notes,
+                     lambda th: torch_factory(jax.device_get(params), th), torch_inputs)
     t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
     pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
-    rows, temp = step_rows(t, mem, first_loss, notes)
+    rows, temp = step_rows(t, mem, first_loss, notes, compile_info=compile_info)
     return {"title": title, "rows": rows, "sizes": sizes, "memory": mem,
             "temp_ratio_manual_over_autodiff": temp["fnnet manual"] / temp["fnnet autodiff"],
+            "compile": compile_info,
+            "compile_manual_over_autodiff": compile_ratios(compile_info, "fnnet manual",
+                                                           "fnnet autodiff"),
             "manual_over_autodiff_paired": pair, "first_step_loss": first_loss, "notes": notes}
 
 
@@ -167,8 +139,8 @@ def case_lstm(cfg, device) -> dict:
     return _run(cfg, f"9. LSTM train step: Embedding({s['vocab']}, {s['embed']})-LSTM("
                      f"{s['hidden']})-Dense, T={s['T']}, batch {s['batch']}, Adam",
                 model, params, x, labels, lambda p, th: TorchLSTM(p, 1e-3, threads=th),
-                lambda torch: (torch.tensor(np.asarray(x, np.int64)),
-                               torch.tensor(np.asarray(labels, np.int64))), s)
+                lambda torch, dev: (torch.tensor(np.asarray(x, np.int64), device=dev),
+                                    torch.tensor(np.asarray(labels, np.int64), device=dev)), s)
 
 
 def case_cnn1d(cfg, device) -> dict:
@@ -189,5 +161,6 @@ def case_cnn1d(cfg, device) -> dict:
                      f"-Dense({s['classes']}) on ({s['batch']}, {s['length']}, {s['channels']}), "
                      f"Adam", model, params, x, labels,
                 lambda p, th: TorchCNN1D(p, convs, 1e-3, threads=th),
-                lambda torch: (torch.tensor(np.asarray(x).transpose(0, 2, 1).copy()),
-                               torch.tensor(np.asarray(labels, np.int64))), s)
+                lambda torch, dev: (torch.tensor(np.asarray(x).transpose(0, 2, 1).copy(),
+                                                 device=dev),
+                                    torch.tensor(np.asarray(labels, np.int64), device=dev)), s)

@@ -66,6 +66,44 @@ def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, reps,
     return {name: {**summary(per_round[name]), "rounds": per_round[name]} for name in names}
 
 
+def compile_times(programs: dict[str, Callable[[], tuple]], *, trials: int) -> dict:
+    """Trace and XLA compile time of each program, fresh: ``{name: {"trace_s", "compile_s",
+    "trace_trials", "compile_trials"}}`` (medians over ``trials``, in seconds).
+
+    ``programs[name]()`` returns ``(jitted, args)`` with a NEW ``jax.jit`` object each
+    call (a fresh trace and a fresh XLA compile; JAX's own helpers stay warm, as in a
+    process that has run anything before). Every trial lowers (trace) and compiles
+    (XLA) each program once, the order rotating from trial to trial, after one untimed
+    compile (the first in a process also warms XLA up). Ratios of two programs are
+    formed per trial (:func:`compile_ratios`), so a burst of load moves both sides.
+    """
+    names = list(programs)
+    out = {name: {"trace_trials": [], "compile_trials": []} for name in names}
+    jitted, args = programs[names[0]]()        # untimed: XLA's one-time warm-up
+    jitted.lower(*args).compile()
+    for t in range(trials):
+        for name in names[t % len(names):] + names[:t % len(names)]:
+            jitted, args = programs[name]()
+            t0 = time.perf_counter()
+            lowered = jitted.lower(*args)
+            t1 = time.perf_counter()
+            lowered.compile()
+            out[name]["trace_trials"].append(t1 - t0)
+            out[name]["compile_trials"].append(time.perf_counter() - t1)
+    for v in out.values():
+        v["trace_s"] = statistics.median(v["trace_trials"])
+        v["compile_s"] = statistics.median(v["compile_trials"])
+    return out
+
+
+def compile_ratios(times: dict, a: str, b: str) -> dict:
+    """Per-trial ``a/b`` of :func:`compile_times` results: ``{"trace": summary, "xla":
+    summary}``."""
+    return {kind: summary([x / y for x, y in zip(times[a][f"{key}_trials"],
+                                                 times[b][f"{key}_trials"])])
+            for kind, key in (("trace", "trace"), ("xla", "compile"))}
+
+
 def ratio(a: dict, b: dict) -> dict:
     """Per-round ratio ``a/b`` of two :func:`interleaved` results, summarised."""
     return summary([x / y for x, y in zip(a["rounds"], b["rounds"])])
@@ -125,10 +163,12 @@ def paired(fa: Callable[[], object], fb: Callable[[], object], *, pairs: int) ->
 
 
 def step_rows(times: dict, memory: dict, first_loss: dict, notes: list, *,
-              per_example: float | None = None) -> tuple[list, dict]:
+              per_example: float | None = None, compile_info: dict | None = None
+              ) -> tuple[list, dict]:
     """Result rows of a train-step case (times relative to ``"fnnet manual"``), and the
     compiled temp memory per implementation; appends the memory and first-loss notes.
-    ``per_example``: items per step (e.g. tokens), reported as ``tokens_per_s``."""
+    ``per_example``: items per step (e.g. tokens), reported as ``tokens_per_s``;
+    ``compile_info``: :func:`compile_times` per row name (trace and XLA compile)."""
     ref = times["fnnet manual"]
     rows = []
     for name, res in times.items():
@@ -139,6 +179,9 @@ def step_rows(times: dict, memory: dict, first_loss: dict, notes: list, *,
             r["tokens_per_s"] = per_example / res["median"]
         if name in memory:
             r["memory"] = memory[name]
+        if compile_info and name in compile_info:
+            r["trace_s"] = compile_info[name]["trace_s"]
+            r["compile_s"] = compile_info[name]["compile_s"]
         rows.append(r)
     temp = {k: v["temp"] for k, v in memory.items()}
     notes.append("compiled temp memory: " + ", ".join(f"{k} {v / 2**20:.1f} MiB"

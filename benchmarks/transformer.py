@@ -21,7 +21,8 @@ import fnnet as fn
 from fnnet.models import gpt
 
 from . import peers
-from .timing import block, interleaved, paired, ratio, step_rows
+from .cases import fnnet_steps
+from .timing import block, compile_ratios, interleaved, paired, ratio, step_rows
 
 
 def _memory(compiled) -> dict:
@@ -86,7 +87,7 @@ class TorchGPT(peers.TorchTrainStep):
         torch = self.torch
         T = ids.shape[1]
         x = self.wte[ids] + self.wpe[:T]
-        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=ids.device), 1)
         for l1, mha, l2, f1, f2 in self.blocks:
             h = l1(x)
             x = x + mha(h, h, h, need_weights=False, attn_mask=mask)[0]
@@ -96,22 +97,11 @@ class TorchGPT(peers.TorchTrainStep):
                                                  labels.reshape(-1))
 
 
-def jitted_step(model, loss, opt, method):
-    """``train_step``'s program as a plain ``jax.jit`` (so it can be lowered for memory)."""
-    vg = fn.value_and_grad(model, loss, method=method)
-
-    def step(params, state, x, y):
-        value, grads = vg(params, x, y)
-        updates, state = opt.update(grads, state, params)
-        return fn.optim.apply_updates(params, updates), state, value
-
-    return jax.jit(step)
-
-
 def lm_step_case(cfg, device, s: dict, build, peer, peer_available, title: str) -> dict:
     """A language model's train step (AdamW, softmax cross-entropy on random ids and
     labels): fnnet manual / autodiff / manual with the lean attention (time, paired
-    ratio, compiled temp memory) and a PyTorch eager peer on the same weights.
+    ratio, compiled temp memory, trace and XLA compile time) and a PyTorch eager peer on
+    the same weights (on a GPU: CUDA).
 
     ``build(memory)`` -> the fnnet model; ``peer(params, threads)`` -> an object with
     ``loss(ids, labels)`` and ``step(ids, labels)`` (:class:`peers.TorchTrainStep`);
@@ -126,37 +116,30 @@ def lm_step_case(cfg, device, s: dict, build, peer, peer_available, title: str) 
     params = jax.jit(models["full"].init, static_argnums=1)(jax.random.key(0), (s["T"],))
     params, ids, labels = jax.device_put((params, ids, labels), device)
     state = opt.init(params)
-    fns, mem, first_loss = {}, {}, {}
-    variants = [("fnnet manual", "full", "manual"), ("fnnet autodiff", "full", "autodiff"),
-                ("fnnet manual, lean attention", "lean", "manual")]
-    for name, memory, method in variants[:2] if cfg.quick else variants:   # quick: 2 compiles
-        step = jitted_step(models[memory], loss, opt, method)
-        mem[name] = _memory(step.lower(params, state, ids, labels).compile())
-        first_loss[name] = float(step(params, state, ids, labels)[2])
-        fns[name] = (lambda step=step: block(step(params, state, ids, labels)))
-    ok, why = peer_available()
-    notes.append(why)
-    if ok and cfg.device == "cpu":
-        import torch
-
-        host = jax.device_get(params)
-        tg = peer(host, None)
-        tids = torch.tensor(np.asarray(ids, np.int64))
-        tlab = torch.tensor(np.asarray(labels, np.int64))
-        with torch.no_grad():
-            first_loss["PyTorch eager"] = float(tg.loss(tids, tlab))
-        nthreads = peers.torch_threads()
-        fns[f"PyTorch eager cpu ({nthreads} threads)"] = lambda: tg.step(tids, tlab)
-        if nthreads > 1 and not cfg.quick:
-            tg1 = peer(host, 1)
-            fns["PyTorch eager cpu, 1 thread"] = lambda: tg1.step(tids, tlab)
+    variants = {"fnnet manual": (models["full"], "manual"),
+                "fnnet autodiff": (models["full"], "autodiff"),
+                "fnnet manual, lean attention": (models["lean"], "manual")}
+    if cfg.quick:                                      # quick: 2 compiles
+        variants.pop("fnnet manual, lean attention")
+    fns, mem, first_loss, compile_info = fnnet_steps(cfg, models["full"], loss, opt, params,
+                                                     state, ids, labels, methods=variants)
+    peers.torch_rows(cfg, fns, first_loss, notes,
+                     lambda th: peer(jax.device_get(params), th),
+                     lambda torch, dev: (torch.tensor(np.asarray(ids, np.int64), device=dev),
+                                         torch.tensor(np.asarray(labels, np.int64),
+                                                      device=dev)),
+                     available=peer_available)
     t = interleaved(fns, rounds=cfg.rounds, reps=2 if cfg.quick else 5, pause=cfg.pause)
     pair = paired(fns["fnnet manual"], fns["fnnet autodiff"], pairs=4 if cfg.quick else 40)
-    rows, temp = step_rows(t, mem, first_loss, notes, per_example=s["batch"] * s["T"])
+    rows, temp = step_rows(t, mem, first_loss, notes, per_example=s["batch"] * s["T"],
+                           compile_info=compile_info)
     return {"title": title, "rows": rows, "sizes": s, "memory": mem,
             "temp_ratio_manual_over_autodiff": temp["fnnet manual"] / temp["fnnet autodiff"],
             "temp_ratio_lean_over_autodiff":
                 temp.get("fnnet manual, lean attention", float("nan")) / temp["fnnet autodiff"],
+            "compile": compile_info,
+            "compile_manual_over_autodiff": compile_ratios(compile_info, "fnnet manual",
+                                                           "fnnet autodiff"),
             "manual_over_autodiff_paired": pair, "first_step_loss": first_loss, "notes": notes}
 
 
@@ -174,8 +157,10 @@ def case_gpt(cfg, device) -> dict:
 
 # --- 8. attention alone ----------------------------------------------------------------
 
-def attention_lengths(quick: bool):
-    return (32,) if quick else (256, 1024, 2048)
+def attention_lengths(quick: bool, gpu: bool = False):
+    if quick:
+        return (32,)
+    return (1024, 4096) if gpu else (256, 1024, 2048)
 
 
 def attention_functions(T: int, d: int, heads: int, batch: int, block_size: int = 128):
@@ -205,7 +190,7 @@ def attention_functions(T: int, d: int, heads: int, batch: int, block_size: int 
 def case_attention(cfg, device) -> dict:
     d, heads, batch = (32, 2, 1) if cfg.quick else (256, 4, 1)
     rows, by_len, notes = [], {}, []
-    for T in attention_lengths(cfg.quick):
+    for T in attention_lengths(cfg.quick, cfg.device == "gpu"):
         fns_jit, args = attention_functions(T, d, heads, batch)
         args = jax.device_put(args, device)
         mem, fns = {}, {}
