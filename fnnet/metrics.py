@@ -261,16 +261,3 @@ def check_metrics(metrics, where: str = "fit") -> tuple:
         raise ValueError(f"{where}: two metrics are named {dup[0]!r}; give each function its "
                          f"own name (f.__name__ or f.fnnet_name)")
     return metrics
-
-
-# ``evaluate``, ``predict`` and ``metric_values`` run a model: they live in
-# :mod:`fnnet.inference` and are still reachable here by their old names.
-_MOVED = ("evaluate", "predict", "metric_values", "inference")
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        from . import inference
-
-        return getattr(inference, "infer" if name == "inference" else name)
-    raise AttributeError(f"module 'fnnet.metrics' has no attribute {name!r}")

@@ -173,6 +173,25 @@ def test_patience_watches_validation_loss():
                                    f"epoch {best + 3} (best ")
 
 
+
+def test_option_records_equal_the_flat_keywords():
+    """fit(stopping=fn.Stopping(...), reporting=fn.Reporting(...)) is the same call as the
+    flat keywords; passing an option both ways, or an unknown keyword, is an error."""
+    p = xor_params()
+    flat = fn.fit(NET, BCE, SGD, p, X, Y, epochs=40, tol=1e-3, metrics=("loss", "accuracy"))
+    grouped = fn.fit(NET, BCE, SGD, p, X, Y, epochs=40, stopping=fn.Stopping(tol=1e-3),
+                     reporting=fn.Reporting(metrics=("loss", "accuracy")))
+    assert flat[2]["stopped"] == grouped[2]["stopped"]
+    for name in ("loss", "accuracy", "epoch"):
+        np.testing.assert_array_equal(flat[2][name], grouped[2][name])
+    jax.tree.map(np.testing.assert_array_equal, flat[0], grouped[0])
+    with pytest.raises(TypeError, match="tol given both as keyword"):
+        fn.fit(NET, BCE, SGD, p, X, Y, epochs=5, tol=1e-3, stopping=fn.Stopping(patience=2))
+    with pytest.raises(TypeError, match="stopping must be fn.Stopping"):
+        fn.fit(NET, BCE, SGD, p, X, Y, epochs=5, stopping={"tol": 1e-3})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tolerance'"):
+        fn.fit(NET, BCE, SGD, p, X, Y, epochs=5, tolerance=1e-3)
+
 def test_max_epochs_is_reported_on_the_chunked_path():
     _, _, h = fn.fit(NET, BCE, SGD, xor_params(), X, Y, epochs=5, tol=0.0)
     assert h["stopped"] == "max epochs (5)" and len(h["loss"]) == 5
