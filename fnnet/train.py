@@ -68,6 +68,7 @@ from .core import Layer, Loss, forward
 from .grad import check_method, require_key, value_and_grad
 from .metrics import check_metrics, metric_values
 from .optim.base import apply_updates
+from .optim.recipe import hparams_for
 from .structure import keyed
 
 __all__ = ["train_step", "fit", "run_epochs", "epoch_fn", "validate_fit_args"]
@@ -200,7 +201,7 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
 
     def arguments(params, opt_state, x, y, key, state):
         """The compiled step's arguments, placed on the mesh (if any), and its config."""
-        hp, c = hparams, cfg
+        hp, c = hparams_for(hparams, params), cfg
         if mesh is not None:
             params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state)
             key, state, hp = _sharding.replicate(mesh, (key, state, hp))
@@ -718,6 +719,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
     writer = runlog.open_log(log, "fit", append=initial_epoch > 0) if log is not None else None
 
     static, hparams = _optimizer_parts(optimizer)
+    hparams = hparams_for(hparams, params)
     batch_sharding = layout = None
     policy = _sharding.check_policy(mesh, sharding, "fit")
     if mesh is not None:

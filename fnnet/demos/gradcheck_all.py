@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import textwrap
 import time
 from typing import Callable, NamedTuple
 
@@ -317,13 +318,30 @@ def run_case(case: Case) -> Result:
                   time.perf_counter() - t0, detail, report)
 
 
+# the table fits a terminal of WIDTH columns: long names (a TransformerBlock's full
+# composition) are cut to NAME_WIDTH, long results wrap under the result column
+WIDTH, NAME_WIDTH = 100, 40
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """``name`` cut to ``width`` characters (ending in ``...``) when longer."""
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
 def format_table(results) -> str:
+    """One row per result; every line at most :data:`WIDTH` columns."""
     cols = ("kind", "name", "leaves", "man-vs-auto", "man-vs-fd64", "result")
     fmt_e = lambda v: "-" if v is None else f"{v:.1e}"
-    rows = [(r.kind, r.name, str(r.leaves), fmt_e(r.autodiff_err), fmt_e(r.fd_err),
+    rows = [(r.kind, short_name(r.name), str(r.leaves), fmt_e(r.autodiff_err), fmt_e(r.fd_err),
              r.status + (f": {r.detail}" if r.detail else "")) for r in results]
     widths = [max(len(row[i]) for row in (cols, *rows)) for i in range(len(cols) - 1)]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+    indent = sum(widths) + 2 * len(widths)
+
+    def line(row):
+        head = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  "
+        wrapped = textwrap.wrap(row[-1], max(WIDTH - indent, 20), break_long_words=False) or [""]
+        return "\n".join([head + wrapped[0]] + [" " * indent + w for w in wrapped[1:]])
+
     return "\n".join([line(cols), *map(line, rows)])
 
 
@@ -355,7 +373,9 @@ def check_all(*, only=None, seed: int = 0, verbose: bool = False, out=print) -> 
     out(format_table(results))
     failed = [r for r in results if r.failed]
     checked = [r for r in results if r.status != "skipped"]
-    out(f"{len(checked) - len(failed)}/{len(checked)} checks passed"
-        + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else "")
-        + (f"; {len(results) - len(checked)} skipped" if len(checked) < len(results) else ""))
+    out(textwrap.fill(
+        f"{len(checked) - len(failed)}/{len(checked)} checks passed"
+        + (f"; FAILED: {', '.join(short_name(r.name) for r in failed)}" if failed else "")
+        + (f"; {len(results) - len(checked)} skipped" if len(checked) < len(results) else ""),
+        WIDTH, subsequent_indent="  ", break_long_words=False))
     return results
