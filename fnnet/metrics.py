@@ -314,6 +314,9 @@ def evaluate(model: Layer, loss: Loss, params, x, y, *, metrics=METRICS, state=N
     metrics = check_metrics(metrics, "evaluate")
     _check_inference_data(x, "evaluate", y)
     _check_state(model, state, "evaluate")
+    from .data_checks import check_dataset    # NaN x, ids and labels out of range: loud
+
+    check_dataset("evaluate", model, loss, params, x, y, state=state)
     out = _evaluate(params, state if getattr(model, "has_state", False) else None, x, y,
                     model=keyed(model), loss=keyed(loss),
                     metrics=tuple(keyed(m) if callable(m) else m for m in metrics))

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import runlog
+from . import data_checks, runlog
 from . import sharding as _sharding
 from .core import Layer, Loss, forward
 from .grad import check_method, require_key, value_and_grad
@@ -714,6 +714,13 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         _check_validation_shapes(model, loss, params, validation, state)
     if opt_state is not None:
         _check_opt_state(optimizer, params, opt_state, "fit")
+    # concrete data, checked on the host before compiling (fnnet.data_checks)
+    data_checks.check_dataset("fit", model, loss, params, x, y, state=state)
+    if validation is not None:
+        data_checks.check_dataset("fit", model, loss, params, *validation, state=state,
+                                  validation=True)
+    data_checks.check_schedule("fit", optimizer, epochs * (
+        1 if batch_size is None else jax.tree.leaves(x)[0].shape[0] // batch_size))
     stateful = _stateful(model)
     layer_state = state if stateful else ()
     writer = runlog.open_log(log, "fit", append=initial_epoch > 0) if log is not None else None
