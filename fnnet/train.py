@@ -123,12 +123,18 @@ def _stateful(model) -> bool:
     return bool(getattr(model, "has_state", False))
 
 
-def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None):
+def _step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None,
+             dp=None):
     """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``.
 
     ``layout`` (:class:`fnnet.sharding.Layout`): keep gradients, params and optimizer
     state in the shardings of the params and state (e.g. FSDP's): each device updates
-    only its own shard."""
+    only its own shard. ``dp`` (a :class:`fnnet.dp.DPConfig`): the DP-SGD step instead
+    (:func:`fnnet.dp.fit_step`)."""
+    if dp is not None:
+        from .dp import fit_step
+
+        return fit_step(model, loss, optimizer, dp)
     kwargs = {} if regularizer is None else {"regularizer": regularizer}
     vg = value_and_grad(model, loss, method=method, **kwargs)
     stateful = _stateful(model)
@@ -230,7 +236,7 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
 # --- one epoch -----------------------------------------------------------------------
 
 def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: str,
-             batch_sharding=None, regularizer=None, layout=None):
+             batch_sharding=None, regularizer=None, layout=None, dp=None):
     """``epoch((params, opt_state, state), key) -> ((params, opt_state, state), mean_loss)``.
 
     Full batch: one step on ``(x, y)`` with ``key``. Minibatches: a permutation
@@ -238,7 +244,7 @@ def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: st
     ``batch_sharding`` each minibatch is constrained to it (data parallelism).
     ``state`` is the layer state (``()`` for a stateless model).
     """
-    step = _step_fn(model, loss, optimizer, method, regularizer, layout)
+    step = _step_fn(model, loss, optimizer, method, regularizer, layout, dp)
     n = x.shape[0]
 
     def full_batch_epoch(carry, k):
@@ -250,7 +256,7 @@ def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: st
         k_perm, k_steps = jax.random.split(k)
         nb = n // batch_size
         idx = jax.random.permutation(k_perm, n)[: nb * batch_size].reshape(nb, batch_size)
-        step_keys = jax.random.split(k_steps, nb) if model.needs_key else None
+        step_keys = jax.random.split(k_steps, nb) if model.needs_key or dp is not None else None
 
         def one_batch(carry, inputs):
             params, opt_state, state = carry
@@ -310,6 +316,7 @@ class _LoopConfig(NamedTuple):
     batch_sharding: Any
     buffer: int
     layout: Any = None      # fnnet.sharding.Layout of a sharded (params, opt_state)
+    dp: Any = None          # fnnet.dp.DPConfig: the DP-SGD step
 
 
 def _loop(cfg: _LoopConfig, params, opt_state, state, stop, best, x, y, val, key, hparams, end,
@@ -324,7 +331,8 @@ def _loop(cfg: _LoopConfig, params, opt_state, state, stop, best, x, y, val, key
         optimizer = _build_optimizer(cfg.optimizer, hparams)
     reg = None if cfg.regularizer is None else cfg.regularizer.obj
     epoch = epoch_fn(model, loss, optimizer, x, y, batch_size=cfg.batch_size, method=cfg.method,
-                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout)
+                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout,
+                     dp=cfg.dp)
     val_metrics = ("loss",) + cfg.metrics if cfg.validation else ()
     watch = cfg.rules or cfg.debug or cfg.restore_best
     start = stop.epoch
@@ -573,6 +581,26 @@ def validate_fit_args(model, x, y, *, epochs, batch_size, key, where="fit"):
     require_key(model, key, where)
 
 
+def _check_dp(dp, model, key, method, regularizer):
+    from .dp import as_config
+
+    dp = as_config(dp, "fit")
+    if key is None:
+        raise ValueError("fit(dp=...): DP-SGD draws fresh noise every step from the key; pass "
+                         "key=jax.random.key(0)")
+    if method != "manual":
+        raise ValueError(f"fit(dp=...): the DP-SGD gradient is the hand-written per-example one; "
+                         f"method must be 'manual', got {method!r}")
+    if regularizer is not None:
+        raise ValueError("fit(dp=...): a regularizer's gradient is not per example; drop "
+                         "regularizer= (weight decay in the optimizer, e.g. fn.optim.adamw, works)")
+    if _stateful(model):
+        raise ValueError(f"fit(dp=...): {model.name} has layer state (BatchNorm), whose batch "
+                         f"statistics mix the examples; DP-SGD needs per-example gradients. "
+                         f"Use LayerNorm instead.")
+    return dp
+
+
 def _check_stopping(tol, patience, min_delta, chunk_size, initial_epoch, epochs):
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"fit: chunk_size must be a positive int or None, got {chunk_size!r}")
@@ -632,7 +660,8 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         validation=None, metrics=("loss",), tol: float | None = None,
         patience: int | None = None, min_delta: float = 0.0, restore_best: bool = False,
         verbose: bool = False, chunk_size: int | None = None, mesh=None, debug: bool = False,
-        initial_epoch: int = 0, log=None, regularizer=None, state=None, sharding=None):
+        initial_epoch: int = 0, log=None, regularizer=None, state=None, sharding=None,
+        dp=None):
     """Train for up to ``epochs`` epochs in compiled code.
 
     Args:
@@ -681,6 +710,11 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         hand-written gradient to the gradients of every step.
       state: the layer state (``fn.init_state``); required for a model with state
         (BatchNorm), and then the new state is returned last.
+      dp: ``fn.dp.DPConfig(l2_norm_clip, noise_multiplier)`` (or a dict of those):
+        train with DP-SGD (:mod:`fnnet.dp`: per-example clipping and Gaussian noise)
+        instead of the ordinary step; needs ``key`` (every step draws noise),
+        ``method="manual"``, no regularizer and a stateless model. Exactness and
+        resume are those of any run; no privacy accounting.
 
     Returns:
       ``(params, opt_state, history)`` (``(params, opt_state, history, state)``
@@ -706,6 +740,8 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
     metrics = check_metrics(metrics)
     _check_stopping(tol, patience, min_delta, chunk_size, initial_epoch, epochs)
     check_state_arg(model, state, "fit")
+    if dp is not None:
+        dp = _check_dp(dp, model, key, method, regularizer)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("fit: validation must be a pair (x_val, y_val)")
@@ -729,6 +765,10 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
     hparams = hparams_for(hparams, params)
     batch_sharding = layout = None
     policy = _sharding.check_policy(mesh, sharding, "fit")
+    if dp is not None and policy is not None and not isinstance(policy, _sharding.Replicated):
+        raise ValueError(f"fit(dp=...): DP-SGD runs with replicated params (mesh= alone: the "
+                         f"batch split over the devices); sharding={sharding!r} is not supported "
+                         f"with it")
     if mesh is not None:
         if batch_size is not None:
             _sharding.check_divisible(batch_size, mesh, "fit", "batch_size", policy)
@@ -757,7 +797,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
                       tuple(keyed(m) if callable(m) else m for m in train_metrics),
                       validation is not None, rules, bool(debug), bool(restore_best),
                       None if regularizer is None else keyed(regularizer), batch_sharding,
-                      _bucket(chunk_size), layout)
+                      _bucket(chunk_size), layout, dp)
     limits = _limits(tol, patience, min_delta)
     names = _record_names(cfg)
     watch = rules or debug or restore_best
