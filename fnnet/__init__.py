@@ -36,6 +36,7 @@ from . import models
 from .blocks import LlamaBlock, MLPBlock, TransformerBlock
 from .layers import BatchNorm, Unembed
 from .layers import GRU, LSTM, Conv1D, ConvTranspose2D, Embedding, SimpleRNN
+from .layers import Bidirectional, LastStep, MaxOverTime, MeanOverTime, SelectStep
 from .metrics import evaluate, predict
 from . import dp, rules
 from . import distributed
@@ -61,6 +62,7 @@ __all__ = [
     "GroupedQueryAttention", "RotaryEmbedding", "SwiGLU", "LlamaBlock",
     "BatchNorm", "Unembed",
     "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
+    "LastStep", "SelectStep", "MeanOverTime", "MaxOverTime", "Bidirectional",
     # gradients and their checks
     "value_and_grad", "check_grads", "check_layer", "check_loss", "GradCheckReport",
     "gradient_diagnostics", "find_nonfinite",

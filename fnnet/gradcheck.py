@@ -352,7 +352,7 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
 
     def cast_data(p):
         dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
-        return (x.astype(dt) if _is_float(x) else x), _cast_floats(y, dt)
+        return _cast_floats(x, dt), _cast_floats(y, dt)     # x may be a tuple input
 
     def scalar(p):
         xx, yy = cast_data(p)

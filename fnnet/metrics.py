@@ -292,7 +292,9 @@ def _evaluate(params, state, x, y, *, model, loss, metrics):
 def _check_inference_data(x, where: str, y=None):
     from .train import check_data
 
-    check_data(x, x if y is None else y, where)
+    from .train import is_tuple_input
+
+    check_data(x, (x[0] if is_tuple_input(x) else x) if y is None else y, where)
 
 
 def _check_state(model, state, where: str):
@@ -328,12 +330,15 @@ def _predict(params, state, x, *, model, batch_size):
     model = model.obj
     if batch_size is None:
         return inference(model, params, x, state)
-    n = x.shape[0]
+    n = jax.tree.leaves(x)[0].shape[0]          # x: an array or a tuple input
     nb = -(-n // batch_size)
     pad = nb * batch_size - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    out = jax.lax.map(lambda b: inference(model, params, b, state),
-                      xp.reshape(nb, batch_size, *x.shape[1:]))
+
+    def batches(a):
+        a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+        return a.reshape(nb, batch_size, *a.shape[1:])
+
+    out = jax.lax.map(lambda b: inference(model, params, b, state), jax.tree.map(batches, x))
     return out.reshape(nb * batch_size, *out.shape[2:])[:n]
 
 

@@ -80,6 +80,11 @@ LAYER_RECIPES: dict[str, Recipe] = {
     "GroupedQueryAttention": Recipe(lambda c: c(4, 2, bias=True), (2, 5, 8)),
     "SwiGLU": Recipe(lambda c: c(6), (2, 3, 4)),
     "LlamaBlock": Recipe(lambda c: c(8, 4, 12, num_kv_heads=1), (2, 4, 8)),
+    "LastStep": Recipe(lambda c: c, (2, 4, 3)),
+    "SelectStep": Recipe(lambda c: c(1), (2, 4, 3)),
+    "MeanOverTime": Recipe(lambda c: c(), (2, 4, 3)),
+    "MaxOverTime": Recipe(lambda c: c(), (2, 4, 3)),
+    "Bidirectional": Recipe(lambda c: c(fn.GRU(3)), (2, 4, 2)),
 }
 
 
@@ -101,6 +106,10 @@ EXTRA_CASES: dict[str, Recipe] = {
                                  (2, 5, 4)),
     "GroupedQueryAttention": Recipe(lambda c: c(4, 1, memory="lean", block_size=2), (2, 5, 8),
                                     make_x=_left_padded((2, 5, 8))),
+    # masked pooling: the input is (x, mask), a bool mask (selection) or float weights
+    "MeanOverTime": Recipe(lambda c: c(), "(x, float weights)", make_x=lambda key: _sequence_and_mask(key, float)),
+    "MaxOverTime": Recipe(lambda c: c(), "(x, bool mask)", make_x=lambda key: _sequence_and_mask(key, bool)),
+    "Bidirectional": Recipe(lambda c: c(fn.LSTM(2)), (2, 3, 2)),
 }
 
 # combinators (lower-case names): name -> (build(combinator) -> Layer, input shape)
@@ -117,6 +126,13 @@ COMBINATOR_RECIPES: dict[str, Recipe] = {
 
 _GUESS_ARGS = ((), (2,), (0.5,), ((2, 2),))
 _GUESS_SHAPES = ((4, 6), (2, 4, 4, 3))
+
+
+def _sequence_and_mask(key, kind):
+    """``(x (2, 4, 3), mask (2, 4))``: the second sequence has its last two steps masked."""
+    x = 1.5 * jax.random.normal(key, (2, 4, 3))
+    mask = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    return x, (mask if kind is bool else mask * jnp.array([0.5, 1.0, 2.0, 1.0]))
 
 
 def _probabilities(key, shape):
