@@ -19,6 +19,7 @@ from .checkpoint import load, save
 from . import state
 from .combinators import FanInConcat, FanInSum, FanOut, parallel, residual, serial
 from .core import Layer, Loss, Static, apply, custom_vjp, forward, named, vjp
+from .make_layer import make_layer
 from .shapes import output_shape
 from .state import init_state, update_state
 from .summary import summary
@@ -51,7 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # the contract
-    "Layer", "Loss", "Static", "named", "forward", "apply", "vjp", "custom_vjp",
+    "Layer", "Loss", "Static", "named", "make_layer", "forward", "apply", "vjp", "custom_vjp",
     # combinators, graphs, ties and layer state
     "serial", "residual", "parallel", "FanOut", "FanInSum", "FanInConcat", "tie",
     "init_state", "update_state", "output_shape", "summary",
