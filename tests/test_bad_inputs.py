@@ -383,3 +383,21 @@ def test_layernorm_is_finite_for_rows_of_1e20_in_float32():
     xc = xs - xs.mean(-1, keepdims=True)
     plain = xc * jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + 1e-5)
     assert np.asarray(fn.apply(ln, p, xs)).tobytes() == np.asarray(plain).tobytes()
+
+
+def test_importing_the_clone_folder_says_what_happened(tmp_path):
+    """A script run from the folder that holds the clone (a folder named fnnet) would
+    import the clone as an empty namespace package; the clone's top-level __init__.py
+    turns that into an ImportError that explains it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "fnnet").symlink_to(root, target_is_directory=True)
+    (tmp_path / "script.py").write_text("import fnnet as fn\nprint(fn.serial)\n")
+    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1
+    assert "the folder of fnnet's git clone" in out.stderr and "not the package itself" in out.stderr
+    assert f"pip install -e {tmp_path / 'fnnet'}" in out.stderr
+    assert "has no attribute" not in out.stderr

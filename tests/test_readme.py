@@ -61,3 +61,9 @@ def test_writing_your_own_layer_runs(capsys):
     history = namespace["history"]["loss"]
     assert history[-1] < 0.05 * history[0]
     assert "loss 3.283 -> 0.07" in out and "beta 2.3" in out, out
+
+
+def test_notebooks_extra_and_how_to_open_them():
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^notebooks = \[[^]]*"jupyter', pyproject, flags=re.M)   # (3.10: no tomllib)
+    assert 'pip install -e ".[notebooks]"' in README and "jupyter lab notebooks/" in README
