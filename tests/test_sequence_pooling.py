@@ -127,7 +127,7 @@ def test_an_rnn_classifier_on_padded_sequences_trains_with_fit():
 
 
 @pytest.mark.slow
-def test_check_grads_takes_a_tuple_input():
+def test_check_grads_and_diagnostics_take_a_tuple_input():
     model = fn.serial(fn.parallel(fn.serial(fn.Embedding(5, 3), fn.GRU(3)), fn.Identity),
                       fn.MeanOverTime(), fn.Dense(2))
     params = model.init(jax.random.key(0), ((4,), (4,)))
@@ -135,6 +135,9 @@ def test_check_grads_takes_a_tuple_input():
     report = fn.check_grads(model, fn.losses.softmax_cross_entropy, params, x, jnp.array([0, 1]),
                             num_directions=1)
     assert report.ok, report
+    diag = fn.gradient_diagnostics(model, fn.losses.softmax_cross_entropy, params, x,
+                                   jnp.array([0, 1]))
+    assert diag.wrong_layers == () and diag.layers[0].vjp_error is not None
 
 
 @pytest.mark.parametrize("call,error,match", [
