@@ -461,8 +461,9 @@ def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
     cotangent ``dy`` (random normal from ``seed`` unless given; a tuple for a
     tuple output), so the manual gradient is exactly ``bwd(residuals, dy)``. Rows
     are named ``[0]...`` for params leaves and ``dx`` for the input (``dx[0]``,
-    ``dx[1]``, ... for the floating-point arrays of a tuple input). Integer inputs (``Embedding`` ids) have no gradient:
-    their ``dx`` must be ``None`` and they get no row.
+    ``dx[1]``, ... for the floating-point arrays of a tuple input). Integer inputs
+    (``Embedding`` ids) have no gradient: their ``dx`` must be ``None`` and they get
+    no row.
 
     ``double_backward=True`` adds rows ``d2 ...``: the derivative of the hand-written
     ``bwd`` itself w.r.t. params, input and ``dy`` (PyTorch's ``gradgradcheck``; see
