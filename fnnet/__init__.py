@@ -19,6 +19,7 @@ from .checkpoint import load, save
 from . import state
 from .combinators import FanInConcat, FanInSum, FanOut, parallel, residual, serial
 from .core import Layer, Loss, Static, apply, custom_vjp, forward, named, vjp
+from .make_layer import make_layer
 from .shapes import output_shape
 from .state import init_state, update_state
 from .summary import summary
@@ -36,6 +37,7 @@ from . import models
 from .blocks import LlamaBlock, MLPBlock, TransformerBlock
 from .layers import BatchNorm, Unembed
 from .layers import GRU, LSTM, Conv1D, ConvTranspose2D, Embedding, SimpleRNN
+from .layers import Bidirectional, LastStep, MaxOverTime, MeanOverTime, SelectStep
 from .inference import evaluate, predict
 from . import dp, rules
 from . import distributed
@@ -50,7 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # the contract
-    "Layer", "Loss", "Static", "named", "forward", "apply", "vjp", "custom_vjp",
+    "Layer", "Loss", "Static", "named", "make_layer", "forward", "apply", "vjp", "custom_vjp",
     # combinators, graphs, ties and layer state
     "serial", "residual", "parallel", "FanOut", "FanInSum", "FanInConcat", "tie",
     "init_state", "update_state", "output_shape", "summary",
@@ -61,6 +63,7 @@ __all__ = [
     "GroupedQueryAttention", "RotaryEmbedding", "SwiGLU", "LlamaBlock",
     "BatchNorm", "Unembed",
     "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
+    "LastStep", "SelectStep", "MeanOverTime", "MaxOverTime", "Bidirectional",
     # gradients and their checks
     "value_and_grad", "check_grads", "check_layer", "check_loss", "GradCheckReport",
     "gradient_diagnostics", "find_nonfinite",

@@ -103,6 +103,22 @@ def channels_last(name: str, x, expected: int, source: str):
     last_axis(name, x, expected, source)
 
 
+def nchw_looking_shape(name: str, input_shape):
+    """Warn (``UserWarning``) when an image layer's ``init`` shape ``(H, W, C)`` reads
+    like PyTorch's channels-first ``(C, H, W)``: a height of at most 4, smaller than
+    both the width and the channels (``(1, 8, 8)``, ``(3, 32, 32)``). Training would
+    run silently on 1-pixel-high images with 8 channels; the call-time check
+    (:func:`channels_last`) cannot catch it because the params were made for it."""
+    h, w, c = input_shape
+    if h <= 4 and h < w and h < c:
+        warnings.warn(
+            f"{name}: init input_shape {_fmt(input_shape)} is read as one NHWC example of "
+            f"height {h}, width {w} and {c} channels, but it looks channels-first (PyTorch's "
+            f"NCHW: {h} channel(s) of {w}x{c}); its declared channels exceed its height. fnnet "
+            f"takes (height, width, channels): for that data pass ({w}, {c}, {h}) and "
+            f"transpose it with x.transpose(0, 2, 3, 1).", UserWarning, stacklevel=4)
+
+
 # Losses that take logits, and the output layers that turn logits into probabilities.
 LOGIT_LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "kl_divergence")
 PROBABILITY_LAYERS = ("Softmax", "Sigmoid")

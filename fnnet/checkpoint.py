@@ -23,9 +23,16 @@ back as typed keys.
 ``load(path, like=tree)`` rebuilds exactly ``like``'s structure (NamedTuples
 included) and checks that the file has the same leaves (paths), container
 types, shapes and dtypes, naming every difference (``ValueError``).
-``load(path)`` without ``like`` returns nested dicts/tuples/lists; a NamedTuple
-comes back as a dict of its fields (pass ``like=opt.init(params)`` to get the
-state classes back). Leaves are returned as ``jax.Array``.
+``load(path)`` without ``like`` returns nested dicts/tuples/lists and rebuilds
+each NamedTuple (optimizer states, ``MixedPrecisionParams``) from the class the
+file names (module and qualified name, stored since fnnet 0.1): it is looked up
+among the modules ALREADY imported (loading a file never imports anything) and
+used if it still has the stored fields, so ``fn.load(path)["opt_state"]`` of an
+fnnet optimizer is the NamedTuple state that ``opt.update`` takes. A class that
+cannot be found (a user's NamedTuple whose module is not imported, a class defined
+inside a function, a file of an older version) comes back as a dict of its fields,
+with a ``UserWarning`` that names it; pass ``like=`` to get it exactly. Leaves are
+returned as ``jax.Array``.
 
 **Integrity.** ``load`` reads the whole file and returns nothing unless all of
 it checks out: every zip member is read whole (its CRC-32 verified), the
@@ -150,6 +157,7 @@ def _describe(tree, path=(), arrays=None, where="save"):
     if _is_namedtuple(tree):
         fields = list(type(tree)._fields)
         return {"t": "namedtuple", "name": type(tree).__name__, "fields": fields,
+                "module": type(tree).__module__, "qualname": type(tree).__qualname__,
                 "c": [_describe(getattr(tree, f), path + (GetAttrKey(f),), arrays, where) for f in fields]}
     if isinstance(tree, (tuple, list)):
         return {"t": type(tree).__name__,
@@ -406,18 +414,44 @@ def _leaf(array, prng):
     return jnp.asarray(array)
 
 
-def _build(desc, arrays, path=()):
+def _build(desc, arrays, path=(), unresolved=None):
+    """The tree a description describes; NamedTuples whose class cannot be found are
+    rebuilt as dicts of their fields and listed in ``unresolved``."""
+    unresolved = [] if unresolved is None else unresolved
     t = desc["t"]
     if t == "leaf":
         return _leaf(arrays[_name(path)], desc.get("prng"))
     if t == "none":
         return None
-    children = [_build(c, arrays, path + (e,)) for e, c in zip(_entries(desc), desc["c"])]
+    children = [_build(c, arrays, path + (e,), unresolved)
+                for e, c in zip(_entries(desc), desc["c"])]
     if t == "dict":
         return dict(zip(_dict_keys(desc), children))
     if t == "namedtuple":
+        cls = _namedtuple_class(desc)
+        if cls is not None:
+            return cls(*children)
+        unresolved.append(f"{_name(path)}: {desc.get('module', '?')}.{desc.get('qualname', desc['name'])}")
         return dict(zip(desc["fields"], children))
     return tuple(children) if t == "tuple" else children
+
+
+def _namedtuple_class(desc):
+    """The NamedTuple class a description names, if its module is ALREADY imported
+    (nothing is imported because a file says so) and it still has the same fields;
+    else None. fnnet's own states (optimizers, mixed precision) always resolve."""
+    import sys
+
+    module = sys.modules.get(desc.get("module", ""))
+    obj = module
+    for part in desc.get("qualname", "<locals>").split("."):
+        if obj is None or part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, tuple) and \
+            list(getattr(obj, "_fields", ())) == list(desc["fields"]):
+        return obj
+    return None
 
 
 def _containers(desc, path=()):
@@ -440,7 +474,8 @@ def load(path, like=None):
 
     With ``like``: returns a tree with ``like``'s exact structure, after checking
     leaf paths, container types, shapes and dtypes (``ValueError`` listing every
-    difference). Without: nested dicts/tuples/lists (NamedTuples as dicts).
+    difference). Without: nested dicts/tuples/lists, NamedTuples rebuilt from their
+    already-imported classes (else dicts of their fields, with a warning).
     Raises :class:`CheckpointError` for a missing, truncated, corrupted or foreign
     file (:class:`CheckpointNotFoundError`, also a ``FileNotFoundError``, when there
     is no file); nothing is returned unless every array checked out.
@@ -449,11 +484,23 @@ def load(path, like=None):
     arrays, desc = _read_all(path)
     stored = {name: spec.get("prng") for name, spec in _leaf_specs(desc).items()}
     if like is None:
+        unresolved = []
         try:
-            return _build(desc, arrays)
+            tree = _build(desc, arrays, unresolved=unresolved)
         except Exception as err:  # noqa: BLE001 -- e.g. an unknown PRNG implementation name
             raise CheckpointError(f"load: {path} holds a tree that cannot be rebuilt "
                                   f"({type(err).__name__}: {err})") from None
+        if unresolved:
+            import warnings
+
+            warnings.warn(f"load: {path}: these NamedTuples came back as dicts of their fields, "
+                          f"their classes are not imported (or no longer have the stored "
+                          f"fields): {'; '.join(unresolved[:5])}"
+                          f"{' ...' if len(unresolved) > 5 else ''}. Import their modules "
+                          f"before loading, or pass like= (e.g. like={{'opt_state': "
+                          f"opt.init(params), ...}}) to get the exact structure back.",
+                          UserWarning, stacklevel=2)
+        return tree
 
     like_desc = _describe(like, where="load (like)")
     wanted = {name: spec.get("prng") for name, spec in _leaf_specs(like_desc).items()}

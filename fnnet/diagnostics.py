@@ -365,17 +365,34 @@ def _walk(model: Layer, loss: Loss, check_vjp: bool):
             row = {"dp": dp, "dy": dy, "dx": dx if _is_float(xi) else None,
                    "y": outputs[i] if layer.name in ACTIVATIONS else None, "ref": None}
             if check_vjp:
-                if _is_float(xi):
-                    _, pullback = jax.vjp(lambda p_, x_: layer.fwd(p_, x_, key=k)[0], p, xi)
-                    row["ref"] = pullback(dy)
-                else:  # integer input (e.g. token ids): no input cotangent
-                    _, pullback = jax.vjp(lambda p_: layer.fwd(p_, xi, key=k)[0], p)
-                    row["ref"] = (pullback(dy)[0], None)
+                row["ref"] = _vjp_reference(layer, p, xi, k, dy)
             rows[i] = row
             dy = dx
         return value, rows
 
     return stats
+
+
+def _vjp_reference(layer, p, x, key, dy):
+    """``jax.vjp`` of ``layer``'s forward at ``(p, x)`` pulled back along ``dy``: ``(dp, dx)``.
+
+    Only the float parts are differentiated: integer inputs (ids, a bool mask in a tuple
+    input) get ``None``, and integer outputs (whose cotangent is ``None``) are left out."""
+    leaves, treedef = jax.tree.flatten(x)
+    is_f = [_is_float(a) for a in leaves]
+
+    def f(p_, xf):
+        it = iter(xf)
+        out = layer.fwd(p_, treedef.unflatten([next(it) if m else a for a, m in zip(leaves, is_f)]),
+                        key=key)[0]
+        return [o for o in jax.tree.leaves(out) if _is_float(o)]
+
+    _, pullback = jax.vjp(f, p, [a for a, m in zip(leaves, is_f) if m])
+    cot = [d for d in jax.tree.leaves(dy, is_leaf=lambda a: a is None) if d is not None]
+    dp, dxf = pullback(cot)
+    it = iter(dxf)
+    dx = treedef.unflatten([next(it) if m else None for m in is_f])
+    return dp, (dx if any(is_f) else None)
 
 
 @functools.lru_cache(maxsize=32)

@@ -21,6 +21,15 @@ backward is linear in ``dy`` and examples do not interact, so this gives
 ``sum_i c_i g_i`` ("ghost clipping", Li et al. 2022, with the book-keeping of Bu
 et al. 2022: no second backward chain). Memory stays that of ordinary training.
 
+In ``fit``: ``fn.fit(model, loss, opt, params, x, y, ..., key=key,
+dp=fn.dp.DPConfig(l2_norm_clip=1.0, noise_multiplier=1.1))`` trains with this
+step instead of the ordinary one: same minibatches, same history, same exact
+resume (``initial_epoch=``) as any run. Step ``i`` of epoch ``e`` gets the key
+``jax.random.split(k_steps, n_batches)[i]`` with ``k_perm, k_steps =
+jax.random.split(jax.random.fold_in(key, e))`` (full batch: ``fold_in(key, e)``
+itself), so a hand-written loop of :func:`train_step` with those keys gives the
+same run.
+
 The noise comes from an explicit key: ``step(..., key=k)`` splits ``k`` into
 one key for the noise and one for the model's random layers (Dropout), so the
 same key gives the same step.
@@ -35,6 +44,8 @@ epoch), not Poisson-sampled as the standard analysis assumes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -42,7 +53,17 @@ from .core import Layer, Loss
 from .optim.base import apply_updates
 from .per_example import scaled_sum, walk
 
-__all__ = ["clipped_grad", "private_grad", "train_step"]
+__all__ = ["DPConfig", "clipped_grad", "private_grad", "train_step", "fit_step", "as_config"]
+
+
+class DPConfig(NamedTuple):
+    """DP-SGD's two settings, for ``fn.fit(..., dp=fn.dp.DPConfig(1.0, 1.1))``:
+    each example's gradient clipped to ``l2_norm_clip``, Gaussian noise of standard
+    deviation ``noise_multiplier * l2_norm_clip`` added to their sum. Hashable: the
+    compiled run is cached per setting (new values compile once)."""
+
+    l2_norm_clip: float = 1.0
+    noise_multiplier: float = 1.1
 
 
 def _check_settings(where, l2_norm_clip, noise_multiplier=0.0):
@@ -119,6 +140,39 @@ def private_grad(model: Layer, loss: Loss, *, l2_norm_clip: float = 1.0,
     return f
 
 
+def as_config(dp, where: str = "fit") -> DPConfig:
+    """``dp`` (a :class:`DPConfig` or a dict of its fields) as a checked ``DPConfig``."""
+    if isinstance(dp, dict):
+        unknown = set(dp) - set(DPConfig._fields)
+        if unknown:
+            raise TypeError(f"{where}: dp takes {list(DPConfig._fields)}, got unknown "
+                            f"{sorted(unknown)}")
+        dp = DPConfig(**dp)
+    if not isinstance(dp, DPConfig):
+        raise TypeError(f"{where}: dp must be fn.dp.DPConfig(l2_norm_clip, noise_multiplier) (or a "
+                        f"dict of those), got {type(dp).__name__}")
+    _check_settings(f"{where}(dp=...)", dp.l2_norm_clip, dp.noise_multiplier)
+    return DPConfig(float(dp.l2_norm_clip), float(dp.noise_multiplier))
+
+
+def fit_step(model: Layer, loss: Loss, optimizer, dp: DPConfig):
+    """The DP-SGD step in ``fit``'s form: ``step(params, opt_state, state, x, y, key) ->
+    (params, opt_state, state, value)`` (``state`` is ``()``: DP models are stateless).
+
+    ``fn.fit(..., dp=DPConfig(C, sigma))`` runs this step where it would run the
+    ordinary one, with a key for every step; it is exactly :func:`train_step`'s
+    update (same gradient, same noise for the same key)."""
+    grad_fn = private_grad(model, loss, l2_norm_clip=dp.l2_norm_clip,
+                           noise_multiplier=dp.noise_multiplier)
+
+    def step(params, opt_state, state, x, y, key):
+        value, grad, _ = grad_fn(params, x, y, key=key)
+        updates, opt_state = optimizer.update(grad, opt_state, params)
+        return apply_updates(params, updates), opt_state, state, value
+
+    return step
+
+
 def train_step(model: Layer, loss: Loss, optimizer, *, l2_norm_clip: float = 1.0,
                noise_multiplier: float = 1.1):
     """One jit-compiled DP-SGD step: ``step(params, opt_state, x, y, *, key)
@@ -130,13 +184,11 @@ def train_step(model: Layer, loss: Loss, optimizer, *, l2_norm_clip: float = 1.0
     ``value`` is the batch loss before the update. Pass a fresh ``key`` every
     step. No privacy accounting (see the module docstring).
     """
-    grad_fn = private_grad(model, loss, l2_norm_clip=l2_norm_clip,
-                           noise_multiplier=noise_multiplier)
+    inner = fit_step(model, loss, optimizer, DPConfig(l2_norm_clip, noise_multiplier))
 
     @jax.jit
     def step(params, opt_state, x, y, *, key):
-        value, grad, _ = grad_fn(params, x, y, key=key)
-        updates, opt_state = optimizer.update(grad, opt_state, params)
-        return apply_updates(params, updates), opt_state, value
+        params, opt_state, _, value = inner(params, opt_state, (), x, y, key)
+        return params, opt_state, value
 
     return step

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +106,9 @@ class GradCheckReport:
     fd_eps: float
     num_directions: int
     note: str = ""
+    # for a failing whole-model check: the layers whose own backward disagrees with
+    # jax.vjp of their forward (fn.gradient_diagnostics), one line each, printed first
+    located: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -118,14 +122,15 @@ class GradCheckReport:
         return self.ok
 
     def __str__(self) -> str:
-        head = [
-            f"gradient check: {self.title}",
+        head = [f"gradient check: {self.title}",
+                *(f"  ! {line}" for line in self.located),
             f"  manual vs autodiff: {self.dtype}, highest matmul precision, rtol {self.autodiff_rtol:.0e}",
             f"  manual vs central finite differences: float64, h={self.fd_eps:.0e}, "
             f"{self.num_directions} random direction(s) per leaf, rtol {self.fd_rtol:.0e}",
         ]
-        if self.note:
-            head.append(f"  note: {self.note}")
+        if self.note:   # wrapped at 100 columns, as the rest of the report's head
+            head.append(textwrap.fill(self.note, 100, initial_indent="  note: ",
+                                      subsequent_indent="    ", break_long_words=False))
         cols = ("leaf", "shape", "|man-auto|", "rel err", "fd rel err", "result")
         rows = []
         for leaf in self.leaves:
@@ -179,9 +184,20 @@ def _float64():
                "(enable it globally with jax.config.update('jax_enable_x64', True))")
 
 
+def input_label(path: str, names=("dx",)) -> str:
+    """A check_layer row's name: ``theta = (params, x, ...)`` paths ``[0]...`` stay the
+    params' rows, ``[1]...`` become ``dx...`` (``[1][0]`` -> ``dx[0]`` for a tuple input),
+    ``[2]...`` the next name in ``names``."""
+    for i, name in enumerate(names, start=1):
+        head = f"[{i}]"
+        if path.startswith(head):
+            return name + path[len(head):]
+    return path
+
+
 def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_eps,
            num_directions, finite_differences, reference=None, rules=None,
-           rule_vs_autodiff=False):
+           rule_vs_autodiff=False, label=None):
     """Shared engine: ``scalar(theta) -> S``, ``manual(theta) -> grads``,
     ``signature(theta) -> list of non-float residual arrays``.
 
@@ -235,8 +251,9 @@ def _check(title, theta, scalar, manual, signature, *, key, rtol, fd_rtol, fd_ep
         if fd_status.get(i) == "FAIL":
             fd_status[i] = "intended"
 
+    label = label or (lambda path: path)
     rows = tuple(
-        LeafCheck(path=jax.tree_util.keystr(leaves[i][0]) or "(root)",
+        LeafCheck(path=label(jax.tree_util.keystr(leaves[i][0]) or "(root)"),
                   shape=tuple(jnp.shape(leaves[i][1])), autodiff_abs=auto_abs[i],
                   autodiff_rel=auto_rel[i], fd_rel=fd_rel[i], fd_status=fd_status[i],
                   autodiff_ok=(auto_rel[i] <= rtol or auto_abs[i] <= floor
@@ -335,7 +352,7 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
 
     def cast_data(p):
         dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
-        return (x.astype(dt) if _is_float(x) else x), _cast_floats(y, dt)
+        return _cast_floats(x, dt), _cast_floats(y, dt)     # x may be a tuple input
 
     def scalar(p):
         xx, yy = cast_data(p)
@@ -359,7 +376,30 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
         from .second_order import check_hvp
         report = _merge(report, check_hvp(model, loss, params, x, y, key=key, seed=seed,
                                           **options))
+    if not report.ok:
+        report = dataclasses.replace(report, located=_locate(model, loss, params, x, y, key))
     return report
+
+
+def _locate(model, loss, params, x, y, key) -> tuple:
+    """Lines naming the layers whose own backward disagrees with ``jax.vjp`` of their
+    forward, at the input and cotangent each really sees (``fn.gradient_diagnostics``).
+
+    A wrong ``dx`` in layer k makes the params rows of the layers BELOW k fail, so
+    the failing rows alone point at the wrong place; this points at k."""
+    from .diagnostics import gradient_diagnostics
+
+    try:
+        diag = gradient_diagnostics(model, loss, params, x, y, key=key)
+    except Exception as err:  # noqa: BLE001 -- locating is a courtesy; the table stands
+        return (f"could not locate the failing layer per layer ({type(err).__name__}: {err})",)
+    wrong = [row for row in diag.layers if not row.vjp_ok]
+    if not wrong:
+        return ("every layer's backward equals jax.vjp of its own forward on this batch: "
+                "look at the loss's backward, or at a combinator's routing",)
+    lines = [f"wrong backward in layer {row.index} ({row.name}, path {row.path}): bwd vs "
+             f"jax.vjp of its forward {row.vjp_error:.1e} > {row.vjp_rtol:.0e}" for row in wrong]
+    return (*lines, "fix that layer first: the rows of the layers before it fail because of it")
 
 
 def _rule_leaves(model, loss, params, cast_data, key):
@@ -420,9 +460,10 @@ def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
     The scalar checked is ``S(params, x) = sum(fwd(params, x) * dy)`` for a fixed
     cotangent ``dy`` (random normal from ``seed`` unless given; a tuple for a
     tuple output), so the manual gradient is exactly ``bwd(residuals, dy)``. Rows
-    are named ``[0]...`` for params leaves and ``[1]...`` for the input's
-    floating-point arrays. Integer inputs (``Embedding`` ids) have no gradient:
-    their ``dx`` must be ``None`` and they get no row.
+    are named ``[0]...`` for params leaves and ``dx`` for the input (``dx[0]``,
+    ``dx[1]``, ... for the floating-point arrays of a tuple input). Integer inputs
+    (``Embedding`` ids) have no gradient: their ``dx`` must be ``None`` and they get
+    no row.
 
     ``double_backward=True`` adds rows ``d2 ...``: the derivative of the hand-written
     ``bwd`` itself w.r.t. params, input and ``dy`` (PyTorch's ``gradgradcheck``; see
@@ -478,7 +519,7 @@ def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
     n_params = len(jax.tree.leaves(params))
     rules = {i: rule for i in range(n_params, len(jax.tree.leaves(theta)))} if rule else {}
     report = _check(layer.name, theta, scalar, grads, signature, key=k_dir, rules=rules,
-                    rule_vs_autodiff=True, **options)
+                    rule_vs_autodiff=True, label=input_label, **options)
     if double_backward:
         from .second_order import check_layer_double_backward
         report = _merge(report, check_layer_double_backward(layer, params, x, key=key, dy=dy,

@@ -21,7 +21,7 @@ import numpy as np
 from .core import Layer, Loss, forward
 from .metrics import METRICS, check_metrics, metric_function, metric_name
 from .structure import keyed
-from .validation import check_data, check_inference_state, stateful
+from .validation import check_data, check_inference_state, is_tuple_input, stateful
 
 __all__ = ["evaluate", "predict", "metric_values", "infer"]
 
@@ -59,6 +59,9 @@ def evaluate(model: Layer, loss: Loss, params, x, y, *, metrics=METRICS, state=N
     metrics = check_metrics(metrics, "evaluate")
     check_data(x, y, "evaluate")
     check_inference_state(model, state, "evaluate")
+    from .data_checks import check_dataset    # NaN x, ids and labels out of range: loud
+
+    check_dataset("evaluate", model, loss, params, x, y, state=state)
     out = _evaluate(params, state if stateful(model) else None, x, y,
                     model=keyed(model), loss=keyed(loss),
                     metrics=tuple(keyed(m) if callable(m) else m for m in metrics))
@@ -70,12 +73,15 @@ def _predict(params, state, x, *, model, batch_size):
     model = model.obj
     if batch_size is None:
         return infer(model, params, x, state)
-    n = x.shape[0]
+    n = jax.tree.leaves(x)[0].shape[0]          # x: an array or a tuple input
     nb = -(-n // batch_size)
     pad = nb * batch_size - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    out = jax.lax.map(lambda b: infer(model, params, b, state),
-                      xp.reshape(nb, batch_size, *x.shape[1:]))
+
+    def batches(a):
+        a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+        return a.reshape(nb, batch_size, *a.shape[1:])
+
+    out = jax.lax.map(lambda b: infer(model, params, b, state), jax.tree.map(batches, x))
     return out.reshape(nb * batch_size, *out.shape[2:])[:n]
 
 
@@ -91,7 +97,7 @@ def predict(model: Layer, params, x, *, batch_size: int | None = None, state=Non
         batch_size = int(batch_size)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"predict: batch_size must be a positive int or None, got {batch_size!r}")
-    check_data(x, x, "predict")
+    check_data(x, x[0] if is_tuple_input(x) else x, "predict")
     check_inference_state(model, state, "predict")
     return _predict(params, state if stateful(model) else None, x,
                     model=keyed(model), batch_size=batch_size)

@@ -38,6 +38,7 @@ from .inference import metric_values
 from .metrics import metric_name
 from .step import learning_rate, step_fn
 from .structure import keyed
+from .validation import num_examples, take_examples
 
 __all__ = ["epoch_fn", "epoch_key", "run_loop", "run_epochs", "LoopConfig", "Carry", "Stop",
            "Limits", "initial_stop", "stopping_limits", "bucket", "record_names", "MIN_BUFFER",
@@ -53,7 +54,7 @@ RUNNING, CONVERGED, PATIENCE, NONFINITE = 0, 1, 2, 3
 # --- one epoch -----------------------------------------------------------------------
 
 def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: str,
-             batch_sharding=None, regularizer=None, layout=None):
+             batch_sharding=None, regularizer=None, layout=None, dp=None):
     """``epoch((params, opt_state, state), key) -> ((params, opt_state, state), mean_loss)``.
 
     Full batch: one step on ``(x, y)`` with ``key``. Minibatches: a permutation
@@ -62,8 +63,8 @@ def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: st
     ``state`` is the layer state (``()`` for a stateless model); ``layout`` keeps a
     sharded params/optimizer state in place (:func:`fnnet.step.step_fn`).
     """
-    step = step_fn(model, loss, optimizer, method, regularizer, layout)
-    n = x.shape[0]
+    step = step_fn(model, loss, optimizer, method, regularizer, layout, dp)
+    n = num_examples(x)
 
     def full_batch_epoch(carry, k):
         params, opt_state, state = carry
@@ -74,12 +75,12 @@ def epoch_fn(model, loss, optimizer, x, y, *, batch_size: int | None, method: st
         k_perm, k_steps = jax.random.split(k)
         nb = n // batch_size
         idx = jax.random.permutation(k_perm, n)[: nb * batch_size].reshape(nb, batch_size)
-        step_keys = jax.random.split(k_steps, nb) if model.needs_key else None
+        step_keys = jax.random.split(k_steps, nb) if model.needs_key or dp is not None else None
 
         def one_batch(carry, inputs):
             params, opt_state, state = carry
             i, sk = inputs
-            xb, yb = x[i], y[i]
+            xb, yb = take_examples(x, i), y[i]
             if batch_sharding is not None:
                 xb, yb = jax.lax.with_sharding_constraint((xb, yb), batch_sharding)
             params, opt_state, state, value = step(params, opt_state, state, xb, yb, sk)
@@ -157,6 +158,7 @@ class LoopConfig(NamedTuple):
     batch_sharding: Any
     buffer: int             # rows of the history buffer (>= epochs per call)
     layout: Any = None      # fnnet.sharding.Layout of a sharded (params, opt_state)
+    dp: Any = None          # fnnet.dp.DPConfig: the DP-SGD step
 
     @property
     def watch(self) -> bool:
@@ -234,7 +236,8 @@ def run_loop(cfg: LoopConfig, optimizer, carry: Carry, data, end, limits: Limits
     model, loss = cfg.model.obj, cfg.loss.obj
     reg = None if cfg.regularizer is None else cfg.regularizer.obj
     epoch = epoch_fn(model, loss, optimizer, x, y, batch_size=cfg.batch_size, method=cfg.method,
-                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout)
+                     batch_sharding=cfg.batch_sharding, regularizer=reg, layout=cfg.layout,
+                     dp=cfg.dp)
     start = carry.stop.epoch
 
     # The learning rate record: inside the loop only if it changes (a schedule); a constant

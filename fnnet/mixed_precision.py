@@ -45,6 +45,13 @@ of a bfloat16 function are noise. The float64 check of the wrapper's logic is
 ``fn.check_layer(mixed_precision(model, jnp.float64, output_dtype=jnp.float64),
 params64, x64)`` under ``jax.enable_x64`` (the tests do this).
 
+Layer state (BatchNorm): the wrapper is stateful when ``model`` is. The state
+is built from the master params and kept in their dtype (float32 running
+statistics); the forward reads it in ``c`` (inference), and the update runs in
+the state's dtype from the batch statistics the ``c`` forward computed, so
+``fit(mp, ..., state=fn.init_state(mp, params))`` works as for any stateful
+model (*state in, state out*; see :mod:`fnnet.state`).
+
 PyTorch equivalence: ``torch.autocast(dtype=torch.bfloat16)`` with a float32
 model and ``torch.cuda.amp.GradScaler`` (init ``2**15`` here, growth 2,
 backoff 0.5, interval 2000), except that every op of the model runs in ``c``
@@ -58,7 +65,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, Static, named
+from .core import Layer, Static, forward, named
+from .state import init_state, update_state, with_state
 
 __all__ = ["MixedPrecisionParams", "mixed_precision"]
 
@@ -92,9 +100,7 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
     name = f"mixed_precision({model.name}, {jnp.dtype(compute_dtype).name})"
     if not jnp.issubdtype(compute_dtype, jnp.floating):
         raise TypeError(f"{name}: compute_dtype must be a floating dtype, got {compute_dtype!r}")
-    if getattr(model, "has_state", False):
-        raise ValueError(f"{name}: models with layer state (BatchNorm) are not supported; "
-                         f"wrap the stateless parts of the model instead")
+    stateful = bool(getattr(model, "has_state", False))
     if not (isinstance(loss_scale, (int, float)) and 0 < loss_scale < float("inf")):
         raise ValueError(f"{name}: loss_scale must be a finite number > 0, got {loss_scale!r}")
 
@@ -102,12 +108,17 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
         return MixedPrecisionParams(model.init(key, input_shape),
                                     jnp.asarray(loss_scale, jnp.float32))
 
-    def fwd(params, x, *, key=None):
+    def fwd(params, x, *, key=None, state=None):
         if not isinstance(params, MixedPrecisionParams):
             raise TypeError(f"{name}: params must be the MixedPrecisionParams(params, loss_scale) "
                             f"that this layer's init returns, got {type(params).__name__}; wrap "
                             f"existing params as fn.MixedPrecisionParams(params, jnp.float32(2**15))")
-        y_c, res = model.fwd(_cast(params.params, compute_dtype), _cast(x, compute_dtype), key=key)
+        p_c, x_c = _cast(params.params, compute_dtype), _cast(x, compute_dtype)
+        if stateful:    # the state is kept in its own (master) dtype, read in c
+            y_c, res = forward(model, p_c, x_c, key=key,
+                               state=None if state is None else _cast(state, compute_dtype))
+        else:
+            y_c, res = model.fwd(p_c, x_c, key=key)
         y = _cast(y_c, output_dtype)
         scale = jnp.asarray(params.loss_scale, jnp.float32)
         return y, (res, scale, _dtypes(params.params), _dtypes(x), _dtypes(y_c))
@@ -132,5 +143,12 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
         return MixedPrecisionParams(dparams, jnp.zeros_like(scale)), dx
 
     fwd.fnnet_compute_dtype = jnp.dtype(compute_dtype)    # for tools that pick tolerances
-    return named(name, init, fwd, bwd, needs_key=model.needs_key,
-                 input_dtype=getattr(model, "input_dtype", None))
+    fwd.fnnet_inner = model
+    layer = named(name, init, fwd, bwd, needs_key=model.needs_key,
+                  input_dtype=getattr(model, "input_dtype", None))
+    if stateful:
+        # state from the master params (BatchNorm: float32 running statistics), updated in
+        # the master dtype from the compute-dtype batch statistics of the residuals
+        with_state(layer, lambda p: init_state(model, p.params),
+                   lambda s, res: update_state(model, s, res[0]))
+    return layer

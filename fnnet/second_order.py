@@ -63,9 +63,9 @@ def _float(a) -> bool:
 
 def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
                                 **options):
-    """Double-backward check of one layer's ``bwd`` (rows ``d2 [0]...`` params, ``d2 [1]``
-    input ``x``, ``d2 [2]`` the cotangent ``dy``). ``options`` as for ``check_layer``."""
-    from .gradcheck import _check, _random_like
+    """Double-backward check of one layer's ``bwd`` (rows ``d2 [0]...`` params, ``d2 dx``
+    the input ``x``, ``d2 dy`` the cotangent ``dy``). ``options`` as for ``check_layer``."""
+    from .gradcheck import _check, _random_like, input_label
 
     if not isinstance(x, jax.Array | jnp.ndarray) and not hasattr(x, "shape"):
         raise ValueError(f"{layer.name} (double backward): the check takes a single input "
@@ -102,8 +102,10 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
     theta = (params, x, dy) if x_float else (params, dy)
     rule = getattr(layer.fwd, "fnnet_rule", "")  # its bwd is not the true VJP on purpose
     rules = {i: rule for i in range(len(jax.tree.leaves(theta)))} if rule else {}
+    names = ("dx", "dy") if x_float else ("dy",)
     return _check(f"{layer.name} (double backward)", theta, reference, jax.grad(through_manual),
-                  signature, key=k_dir, rules=rules, rule_vs_autodiff=True, **options)
+                  signature, key=k_dir, rules=rules, rule_vs_autodiff=True,
+                  label=lambda path: input_label(path, names), **options)
 
 
 def check_hvp(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0, **options):

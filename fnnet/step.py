@@ -26,7 +26,7 @@ from . import sharding as _sharding
 from .core import Layer, Loss
 from .grad import check_method, require_key, value_and_grad
 from .optim.base import apply_updates, current_learning_rate
-from .optim.recipe import merge_hparams, split_hparams
+from .optim.recipe import hparams_for, merge_hparams, split_hparams
 from .structure import keyed
 from .validation import check_data, check_optimizer_object, check_state_arg, stateful
 
@@ -71,15 +71,21 @@ def learning_rate(optimizer, opt_state):
 
 # --- one step ------------------------------------------------------------------------
 
-def step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None):
+def step_fn(model: Layer, loss: Loss, optimizer, method: str, regularizer=None, layout=None,
+            dp=None):
     """``step(params, opt_state, state, x, y, key) -> (params, opt_state, state, value)``.
 
     Pure and traceable: ``value_and_grad`` (``method``), then ``optimizer.update`` and
     ``apply_updates``; ``value`` is the loss BEFORE the update. ``state`` is the layer
     state (``()`` for a stateless model). ``layout`` (:class:`fnnet.sharding.Layout`):
     keep gradients, params and optimizer state in the shardings of the params and state
-    (e.g. FSDP's): each device updates only its own shard.
+    (e.g. FSDP's): each device updates only its own shard. ``dp`` (a
+    :class:`fnnet.dp.DPConfig`): the DP-SGD step instead (:func:`fnnet.dp.fit_step`).
     """
+    if dp is not None:
+        from .dp import fit_step
+
+        return fit_step(model, loss, optimizer, dp)
     kwargs = {} if regularizer is None else {"regularizer": regularizer}
     vg = value_and_grad(model, loss, method=method, **kwargs)
     has_state = stateful(model)
@@ -154,7 +160,7 @@ def train_step(model: Layer, loss: Loss, optimizer, *, method: str = "manual", m
 
     def arguments(params, opt_state, x, y, key, state):
         """The compiled step's arguments, placed on the mesh (if any), and its config."""
-        hp, c = hparams, cfg
+        hp, c = hparams_for(hparams, params), cfg
         if mesh is not None:
             params, opt_state, layout = _sharding.place(mesh, policy, params, opt_state)
             key, state, hp = _sharding.replicate(mesh, (key, state, hp))

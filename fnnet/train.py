@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import runlog
+from . import data_checks, runlog
 from . import sharding as _sharding
 from .core import Layer, Loss, forward
 from .grad import check_method
@@ -80,8 +80,10 @@ from .metrics import check_metrics
 from .step import _compiled_step  # noqa: F401  (its cache, inspected by tests as fn.train's)
 from .step import build_optimizer, optimizer_kind, train_step
 from .structure import keyed
+from .optim.recipe import hparams_for
 from .validation import (as_int, check_data, check_opt_state, check_optimizer_object,
-                         check_state_arg, stateful, validate_fit_args)
+                         check_state_arg, num_examples, shape_of, stateful,
+                         validate_fit_args)
 
 __all__ = ["fit", "Stopping", "Reporting", "train_step", "run_epochs", "epoch_fn",
            "validate_fit_args"]
@@ -180,6 +182,26 @@ def _check_options(stop: Stopping, report: Reporting, initial_epoch, epochs):
                          f"reach, as in Keras")
 
 
+def _check_dp(dp, model, key, method, regularizer):
+    from .dp import as_config
+
+    dp = as_config(dp, "fit")
+    if key is None:
+        raise ValueError("fit(dp=...): DP-SGD draws fresh noise every step from the key; pass "
+                         "key=jax.random.key(0)")
+    if method != "manual":
+        raise ValueError(f"fit(dp=...): the DP-SGD gradient is the hand-written per-example one; "
+                         f"method must be 'manual', got {method!r}")
+    if regularizer is not None:
+        raise ValueError("fit(dp=...): a regularizer's gradient is not per example; drop "
+                         "regularizer= (weight decay in the optimizer, e.g. fn.optim.adamw, works)")
+    if stateful(model):
+        raise ValueError(f"fit(dp=...): {model.name} has layer state (BatchNorm), whose batch "
+                         f"statistics mix the examples; DP-SGD needs per-example gradients. "
+                         f"Use LayerNorm instead.")
+    return dp
+
+
 def _check_validation(model, loss, params, validation, state):
     """``validation`` as a pair of arrays that fit the model and the loss: its shapes are
     traced (abstractly, nothing runs) so that a mismatch is reported as the validation
@@ -194,7 +216,7 @@ def _check_validation(model, loss, params, validation, state):
     try:
         jax.eval_shape(value, params, *validation, state)
     except (ValueError, TypeError) as err:
-        raise type(err)(f"fit: the validation set (x_val shape {jnp.shape(validation[0])}, y_val "
+        raise type(err)(f"fit: the validation set (x_val shape {shape_of(validation[0])}, y_val "
                         f"shape {jnp.shape(validation[1])}) does not fit the model/loss: "
                         f"{err}") from err
     return tuple(validation)
@@ -223,7 +245,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
         batch_size: int | None = None, key=None, opt_state=None, state=None,
         initial_epoch: int = 0, validation=None, stopping: Stopping | None = None,
         reporting: Reporting | None = None, method: str = "manual", regularizer=None,
-        mesh=None, sharding=None, **options):
+        mesh=None, sharding=None, dp=None, **options):
     """Train for up to ``epochs`` epochs in compiled code.
 
     Args:
@@ -255,6 +277,11 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
       mesh: a ``jax.sharding.Mesh`` for data parallelism (see :mod:`fnnet.sharding`).
       sharding: with ``mesh``, where params and optimizer state live: ``"replicated"``
         (default), ``"fsdp"``, ``"tensor"`` or a policy of :mod:`fnnet.sharding`.
+      dp: ``fn.dp.DPConfig(l2_norm_clip, noise_multiplier)`` (or a dict of those):
+        train with DP-SGD (:mod:`fnnet.dp`: per-example clipping and Gaussian noise)
+        instead of the ordinary step; needs ``key`` (every step draws noise),
+        ``method="manual"``, no regularizer and a stateless model. Exactness and
+        resume are those of any run; no privacy accounting.
       **options: any field of :class:`Stopping` or :class:`Reporting` as a keyword
         of its own (``tol=1e-6``, ``verbose=True``), instead of the record.
 
@@ -283,18 +310,32 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
     metrics = check_metrics(report.metrics)
     _check_options(stop_opts, report, initial_epoch, epochs)
     check_state_arg(model, state, "fit")
+    if dp is not None:
+        dp = _check_dp(dp, model, key, method, regularizer)
     if validation is not None:
         validation = _check_validation(model, loss, params, validation, state)
     if opt_state is not None:
         check_opt_state(optimizer, params, opt_state, "fit")
+    # concrete data, checked on the host before compiling (fnnet.data_checks)
+    data_checks.check_dataset("fit", model, loss, params, x, y, state=state)
+    if validation is not None:
+        data_checks.check_dataset("fit", model, loss, params, *validation, state=state,
+                                  validation=True)
+    data_checks.check_schedule("fit", optimizer, epochs * (
+        1 if batch_size is None else num_examples(x) // batch_size))
     has_state = stateful(model)
     layer_state = state if has_state else ()
     log = report.log
     writer = runlog.open_log(log, "fit", append=initial_epoch > 0) if log is not None else None
 
     static, hparams = optimizer_kind(optimizer)
+    hparams = hparams_for(hparams, params)
     batch_sharding = layout = None
     policy = _sharding.check_policy(mesh, sharding, "fit")
+    if dp is not None and policy is not None and not isinstance(policy, _sharding.Replicated):
+        raise ValueError(f"fit(dp=...): DP-SGD runs with replicated params (mesh= alone: the "
+                         f"batch split over the devices); sharding={sharding!r} is not supported "
+                         f"with it")
     if mesh is not None:
         (params, opt_state, layout), (key, layer_state, hparams), (x, y), validation, \
             batch_sharding = _place_on_mesh(mesh, policy, optimizer, params, opt_state,
@@ -314,7 +355,7 @@ def fit(model: Layer, loss: Loss, optimizer, params, x, y, *, epochs: int,
                      validation is not None, rules, bool(stop_opts.debug),
                      bool(stop_opts.restore_best),
                      None if regularizer is None else keyed(regularizer), batch_sharding,
-                     bucket(chunk_size), layout)
+                     bucket(chunk_size), layout, dp)
     limits = _on_device(stopping_limits(stop_opts.tol, stop_opts.patience, stop_opts.min_delta))
     carry = Carry(params, opt_state, layer_state, _on_device(initial_stop(initial_epoch)),
                   (params, layer_state) if stop_opts.restore_best else ())
@@ -384,10 +425,10 @@ def _place_on_mesh(mesh, policy, optimizer, params, opt_state, replicated, x, y,
     if batch_size is not None:
         _sharding.check_divisible(batch_size, mesh, "fit", "batch_size", policy)
     else:
-        _sharding.check_divisible(x.shape[0], mesh, "fit", "full batch", policy)
+        _sharding.check_divisible(num_examples(x), mesh, "fit", "full batch", policy)
     placed = _sharding.place(mesh, policy, params, opt_state, init=optimizer.init)
     replicated = _sharding.replicate(mesh, replicated)
-    if batch_size is None or x.shape[0] % _sharding.batch_groups(mesh, policy) == 0:
+    if batch_size is None or num_examples(x) % _sharding.batch_groups(mesh, policy) == 0:
         xy = _sharding.shard_batch(mesh, (x, y), "fit", policy)
     else:   # minibatches are sharded one by one; the data set need not split evenly
         xy = _sharding.replicate(mesh, (x, y))

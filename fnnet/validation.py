@@ -15,7 +15,8 @@ import numpy as np
 from .grad import require_key
 from .optim.base import check_optimizer
 
-__all__ = ["as_int", "check_data", "check_state_arg", "check_optimizer_object",
+__all__ = ["as_int", "check_data", "is_tuple_input", "num_examples", "take_examples",
+           "shape_of", "check_state_arg", "check_optimizer_object",
            "check_opt_state", "validate_fit_args", "check_inference_state", "stateful"]
 
 
@@ -37,10 +38,39 @@ def as_int(value):
     return value
 
 
+def is_tuple_input(x) -> bool:
+    """Whether ``x`` is a graph model's tuple input: a tuple of arrays (``(x, mask)``)."""
+    return isinstance(x, tuple) and len(x) > 0 and all(
+        hasattr(a, "shape") and hasattr(a, "dtype") for a in x)
+
+
+def num_examples(x) -> int:
+    """The batch size of ``x``, an array or a tuple of arrays (their common first axis)."""
+    return (x[0] if is_tuple_input(x) else x).shape[0]
+
+
+def take_examples(x, i):
+    """``x[i]`` of an array or of every array of a tuple input."""
+    return tuple(a[i] for a in x) if is_tuple_input(x) else x[i]
+
+
+def shape_of(x):
+    """``x.shape``, or the tuple of the shapes of a tuple input (for messages)."""
+    return tuple(tuple(a.shape) for a in x) if is_tuple_input(x) else tuple(x.shape)
+
+
 def check_data(x, y, where: str, what: str = "x"):
-    """Raise clear errors for data that is not arrays, or empty, or mismatched."""
+    """Raise clear errors for data that is not arrays, or empty, or mismatched.
+
+    ``x`` may be a tuple of arrays with a common first axis: the tuple input of a
+    graph model (``parallel``), e.g. ``(ids, mask)``; ``fit`` batches every entry."""
     prefix = "" if what == "x" else "validation "
-    for name, v in ((prefix + "x", x), (prefix + "y", y)):
+    entries = [(prefix + "y", y)]
+    if is_tuple_input(x):
+        entries = [(f"{prefix}x[{i}]", a) for i, a in enumerate(x)] + entries
+    else:
+        entries = [(prefix + "x", x)] + entries
+    for name, v in entries:
         if isinstance(v, (list, tuple)):
             raise TypeError(f"{where}: {name} is a Python {type(v).__name__}; pass an array, "
                             f"e.g. jnp.asarray({name.split()[-1]}, jnp.float32) (fnnet does not guess "
@@ -50,13 +80,16 @@ def check_data(x, y, where: str, what: str = "x"):
         if len(v.shape) == 0:
             raise ValueError(f"{where}: {name} must have a batch axis (examples first), got a "
                              f"scalar")
-    n = x.shape[0]
+    n = num_examples(x)
+    if is_tuple_input(x) and any(a.shape[0] != n for a in x):
+        raise ValueError(f"{where}: the entries of the tuple {prefix}x have different numbers "
+                         f"of examples (shapes {shape_of(x)}); their first axes must match")
     if y.shape[:1] != (n,):
-        raise ValueError(f"{where}: {prefix}x has {n} examples (shape {tuple(x.shape)}) but "
+        raise ValueError(f"{where}: {prefix}x has {n} examples (shape {shape_of(x)}) but "
                          f"{prefix}y has shape {tuple(y.shape)}; their first axes must match")
     if n == 0:
         raise ValueError(f"{where}: the {prefix}batch is empty (0 examples, x of "
-                         f"shape {tuple(x.shape)}); pass at least one example")
+                         f"shape {shape_of(x)}); pass at least one example")
 
 
 def check_state_arg(model, state, where: str):
@@ -103,7 +136,7 @@ def validate_fit_args(model, x, y, *, epochs, batch_size, key, where="fit"):
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"{where}: epochs must be a positive int, got {epochs!r}")
     check_data(x, y, where)
-    n = x.shape[0]
+    n = num_examples(x)
     if batch_size is not None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or \
                 not 1 <= batch_size <= n:

@@ -46,10 +46,20 @@ def test_sigmoid_tanh_match_reference_values():
     np.testing.assert_allclose(fn.apply(fn.LeakyRelu(0.5), (), x), [[-1.0, 0.0, 1.5]])
 
 
-@pytest.mark.parametrize("layer", ACTIVATIONS, ids=lambda l: l.name)
+@pytest.mark.parametrize("layer", [a for a in ACTIVATIONS if a is not fn.Identity],
+                         ids=lambda l: l.name)
 def test_non_float_input_is_a_clear_error(layer):
     with pytest.raises(TypeError, match=rf"{layer.name.split('(')[0]}.*floating-point.*int32"):
         layer.fwd((), jnp.array([[1, 2]], jnp.int32))
+
+
+def test_identity_passes_any_dtype_and_integers_get_no_gradient():
+    """A mask or ids ride through Identity beside the data (parallel(..., Identity))."""
+    for x in (jnp.array([[1, 2]], jnp.int32), jnp.array([[True, False]])):
+        y, res = fn.Identity.fwd((), x)
+        assert y is x and fn.Identity.bwd(res, None) == ((), None)
+    y, res = fn.Identity.fwd((), jnp.ones((1, 2)))
+    assert fn.Identity.bwd(res, jnp.full((1, 2), 3.0))[1].tolist() == [[3.0, 3.0]]
 
 
 # --- Gelu, Elu, Softplus, Silu, Softmax, LogSoftmax ---------------------------

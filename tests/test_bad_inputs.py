@@ -142,6 +142,30 @@ CASES = [
     ("fit: validation y of the wrong shape", lambda: fit(X, Y, validation=(jnp.ones((3, 2)), jnp.ones(3))), ValueError, "validation"),
 ]
 
+# --- round 2: data checked on the host before compiling (fnnet.data_checks) -----------
+CLS = fn.serial(fn.Dense(3))
+CLS_P = CLS.init(KEY, (2,))
+LABELS = jnp.array([0, 1, 2, 3])            # 3 is out of range for 3 classes
+EMB_NET = fn.serial(fn.Embedding(5, 3), fn.Flatten, fn.Dense(1))
+EMB_P = EMB_NET.init(KEY, (2,))
+NAN_LR = fn.optim.sgd(lambda t: jnp.where(t >= 1, jnp.nan, 0.1))
+CASES += [
+    ("fit: an out-of-range label", lambda: fn.fit(CLS, CE, SGD, CLS_P, X, LABELS, epochs=2), ValueError, "holds 1 invalid target(s) for softmax_cross_entropy: integer labels must be class indices in [0, 3)"),
+    ("fit: an out-of-range label, where", lambda: fn.fit(CLS, CE, SGD, CLS_P, X, LABELS, epochs=2), ValueError, "values {3}, the first in example 3"),
+    ("fit: a validation label out of range", lambda: fn.fit(CLS, CE, SGD, CLS_P, X, LABELS % 3, epochs=2, validation=(X, LABELS)), ValueError, "fit: validation y holds 1 invalid target(s)"),
+    ("evaluate: an out-of-range label", lambda: fn.evaluate(CLS, CE, CLS_P, X, LABELS), ValueError, "evaluate: y holds 1 invalid target(s)"),
+    ("evaluate: a negative label", lambda: fn.evaluate(CLS, CE, CLS_P, X, -LABELS), ValueError, "values {-3, -2, -1}"),
+    ("fit: a hinge target of 0", lambda: fn.fit(NET, fn.losses.hinge, SGD, P, X, jnp.array([[1.0], [0.0], [-1.0], [1.0]]), epochs=2), ValueError, "targets must be -1 or +1"),
+    ("fit: an out-of-range id", lambda: fn.fit(EMB_NET, MSE, SGD, EMB_P, jnp.array([[0, 1]] * 3 + [[4, 5]]), Y, epochs=2), ValueError, "fit: x does not fit the model: Embedding(5, 3): ids must be in [0, 5)"),
+    ("evaluate: an out-of-range id", lambda: fn.evaluate(EMB_NET, MSE, EMB_P, jnp.array([[0, -1]] * 4), Y), ValueError, "ids must be in [0, 5), got ids in [-1, 0]"),
+    ("fit: NaN in x", lambda: fit(X.at[2, 1].set(jnp.nan), Y), ValueError, "x holds 1 non-finite value(s) (NaN), the first at index (2, 1)"),
+    ("fit: inf in x", lambda: fit(X.at[0, 0].set(jnp.inf), Y), ValueError, "(inf)"),
+    ("fit: NaN in a float target", lambda: fit(X, Y.at[3, 0].set(jnp.nan)), ValueError, "y holds 1 non-finite value(s)"),
+    ("evaluate: NaN in x", lambda: fn.evaluate(NET, MSE, P, X.at[1, 1].set(jnp.nan), Y), ValueError, "evaluate: x holds 1 non-finite"),
+    ("fit: a schedule returning NaN", lambda: fn.fit(NET, MSE, NAN_LR, P, X, Y, epochs=3), ValueError, "returns nan at step 1 (of the 3 steps of this run)"),
+    ("fit: a schedule going negative", lambda: fn.fit(NET, MSE, fn.optim.sgd(lambda t: 0.1 - 0.1 * t), P, X, Y, epochs=3), ValueError, "Fix the schedule so it is finite and >= 0"),
+]
+
 XFAIL = {}  # name -> reason, for a case that is known not to hold yet (none today)
 CASES.append(("init: a layer's own init, int shape (Dense)", lambda: fn.Dense(3).init(KEY, 2),
               TypeError, "write (2,) for 2 features"))
@@ -252,12 +276,15 @@ def test_pooling_keeps_nan():
     np.testing.assert_array_equal(dx, pullback(jnp.ones_like(y))[0])
 
 
-def test_a_nan_input_reaches_the_loss_and_debug_reports_it():
+def test_a_nan_input_reaches_the_loss_and_fit_refuses_it_before_compiling():
     x = X.at[1, 0].set(jnp.nan)
     value, grads = fn.value_and_grad(NET, MSE)(P, x, Y)
     assert np.isnan(value)      # before: Relu mapped it to 0 and the loss stayed finite
-    with pytest.raises(FloatingPointError, match="input x is non-finite"):
-        fit(x, Y, epochs=1, debug=True)
+    assert "input x is non-finite" in str(fn.find_nonfinite(NET, MSE, P, x, Y))
+    for debug in (False, True):  # the data are concrete: checked on the host, debug or not
+        with pytest.raises(ValueError, match=r"x holds 1 non-finite value\(s\) \(NaN\), the first "
+                                             r"at index \(1, 0\)"):
+            fit(x, Y, epochs=1, debug=debug)
 
 
 def test_invalid_label_under_jit_is_a_nan_loss_not_a_smaller_one():
@@ -289,3 +316,88 @@ def test_same_key_same_run_bit_for_bit():
     for a, b in zip(jax.tree.leaves((pa, ha["loss"])), jax.tree.leaves((pb, hb["loss"]))):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert not np.array_equal(pa[0]["w"], pc[0]["w"])
+
+
+# --- round 2: documented behaviours -----------------------------------------------------
+
+def test_masked_positions_may_hold_invalid_labels_in_fit():
+    """Labels at masked positions are never read: the host check skips them too."""
+    y = fn.losses.MaskedTarget(LABELS, LABELS < 3)
+    _, _, history = fn.fit(CLS, fn.losses.masked(CE), SGD, CLS_P, X, y, epochs=2)
+    assert np.all(np.isfinite(history["loss"]))
+
+
+def test_batchnorm_state_follows_the_params_dtype():
+    bn = fn.serial(fn.Dense(3), fn.BatchNorm())
+    assert fn.init_state(bn, bn.init(KEY, (2,)))[1]["mean"].dtype == jnp.float32
+    p16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), bn.init(KEY, (2,)))
+    assert fn.init_state(bn, p16)[1]["var"].dtype == jnp.float32      # at least float32
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: a.astype(jnp.float64), bn.init(KEY, (2,)))
+        state = fn.init_state(bn, p64)
+        assert {a.dtype for a in jax.tree.leaves(state)} == {jnp.dtype(jnp.float64)}
+
+
+def _train_float32(opt):
+    net = fn.serial(fn.Dense(8), fn.Relu, fn.Dropout(0.3), fn.Dense(3))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((32, 4)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 3, 32), jnp.int32)
+    params = net.init(KEY, (4,))
+    p, _, h = fn.fit(net, CE, opt, params, x, y, epochs=4, batch_size=8, key=KEY)
+    return [np.asarray(a) for a in jax.tree.leaves((p, h["loss"]))]
+
+
+@pytest.mark.parametrize("opt", [fn.optim.adam(1e-2),
+                                 fn.optim.adamw(fn.optim.cosine_decay_schedule(1e-2, 16))],
+                         ids=["adam", "adamw-cosine"])
+def test_a_float32_model_trains_the_same_with_x64_on_and_off(opt):
+    """Dropout masks from float32 uniforms, optimizer scalars in float32 (Adam's bias
+    correction, a schedule): bit for bit the same run whether x64 is on or off."""
+    off = _train_float32(opt)
+    with jax.enable_x64(True):
+        on = _train_float32(opt)
+    for a, b in zip(off, on):
+        assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes()
+
+
+def test_nchw_looking_init_shape_warns():
+    with pytest.warns(UserWarning, match=r"init input_shape \(1, 8, 8\) .* looks channels-first"
+                                         r" .* pass \(8, 8, 1\)"):
+        fn.serial(fn.Conv2D(4, 3), fn.Flatten).init(KEY, (1, 8, 8))
+    with warnings.catch_warnings():   # NHWC images and square feature maps do not warn
+        warnings.simplefilter("error")
+        fn.Conv2D(4, 3).init(KEY, (8, 8, 1))
+        fn.Conv2D(4, 3).init(KEY, (4, 4, 64))
+
+
+def test_layernorm_is_finite_for_rows_of_1e20_in_float32():
+    ln = fn.LayerNorm()
+    p = ln.init(KEY, (4,))
+    x = jnp.array([[1e20, -1e20, 3e20, 0.0], [1e28, -1e28, 0.0, 0.0]], jnp.float32)
+    y = fn.apply(ln, p, x)
+    ref = (np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(-1, keepdims=True))
+    ref /= ref.std(-1, keepdims=True)
+    np.testing.assert_allclose(y, ref, rtol=1e-6)
+    xs = jax.random.normal(KEY, (3, 4))   # ordinary rows: the textbook formula, bit for bit
+    xc = xs - xs.mean(-1, keepdims=True)
+    plain = xc * jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + 1e-5)
+    assert np.asarray(fn.apply(ln, p, xs)).tobytes() == np.asarray(plain).tobytes()
+
+
+def test_importing_the_clone_folder_says_what_happened(tmp_path):
+    """A script run from the folder that holds the clone (a folder named fnnet) would
+    import the clone as an empty namespace package; the clone's top-level __init__.py
+    turns that into an ImportError that explains it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "fnnet").symlink_to(root, target_is_directory=True)
+    (tmp_path / "script.py").write_text("import fnnet as fn\nprint(fn.serial)\n")
+    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1
+    assert "the folder of fnnet's git clone" in out.stderr and "not the package itself" in out.stderr
+    assert f"pip install -e {tmp_path / 'fnnet'}" in out.stderr
+    assert "has no attribute" not in out.stderr

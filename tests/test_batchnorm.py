@@ -89,8 +89,9 @@ def test_matches_torch_float64():
         params = bn.init(K, (4,))
         y, res = bn.fwd(params, jnp.asarray(x), key=K)
         dparams, dx = bn.bwd(res, jnp.asarray(dy.transpose(0, 2, 3, 1)))
-        state = fn.update_state(bn, {"mean": jnp.zeros(4, jnp.float64),
-                                     "var": jnp.ones(4, jnp.float64)}, res)
+        state0 = fn.init_state(bn, params)          # follows the params' dtype: float64
+        assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(state0))
+        state = fn.update_state(bn, state0, res)
         np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), atol=1e-12)
         np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-12)
         np.testing.assert_allclose(dparams["scale"], tbn.weight.grad.numpy(), atol=1e-12)

@@ -184,3 +184,17 @@ def test_gradcheck_every_builtin_passes(capsys):
     code, out, _ = run_cli(["gradcheck"], capsys)
     assert code == 0, out
     assert "FAIL" not in out and "ERROR" not in out
+    assert max(map(len, out.splitlines())) <= 100, out
+
+
+def test_gradcheck_lines_fit_100_columns(monkeypatch, capsys):
+    """A TransformerBlock's full name is over 200 characters: cut; a long failure
+    detail wraps under the result column."""
+    results = [gradcheck_all.Result("TransformerBlock(" + "serial(residual(LayerNorm()), " * 9
+                                    + ")", "layer", "FAIL", 12, 1e-3, 1e-2, 0.1,
+                                    ", ".join(f"[{i}]['w'] wrong" for i in range(12)))]
+    table = gradcheck_all.format_table(results)
+    assert max(map(len, table.splitlines())) <= 100, table
+    assert "TransformerBlock(serial(residual(Laye..." in table and "[11]['w']" in table
+    code, out, _ = run_cli(["gradcheck", "--only", "MLPBlock"], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= 100, out

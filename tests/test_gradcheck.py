@@ -57,7 +57,7 @@ def test_check_layer_checks_params_and_input():
     layer = fn.Dense(3)
     params = layer.init(jax.random.key(0), (4,))
     report = fn.check_layer(layer, params, jax.random.normal(jax.random.key(1), (2, 4)))
-    assert report.ok and {leaf.path for leaf in report.leaves} == {"[0]['w']", "[0]['b']", "[1]"}
+    assert report.ok and {leaf.path for leaf in report.leaves} == {"[0]['w']", "[0]['b']", "dx"}
 
     def bad_bwd(res, dy):  # forgets the transpose-free form: returns dx scaled
         dparams, dx = layer.bwd(res, dy)
@@ -65,7 +65,7 @@ def test_check_layer_checks_params_and_input():
 
     report = fn.check_layer(fn.Layer(layer.init, layer.fwd, bad_bwd), params,
                             jax.random.normal(jax.random.key(1), (2, 4)))
-    assert [leaf.path for leaf in report.failures] == ["[1]"]
+    assert [leaf.path for leaf in report.failures] == ["dx"]
 
 
 def test_kinks_are_skipped_not_failed():
@@ -114,3 +114,21 @@ def test_manual_gradient_with_the_wrong_tree_is_a_clear_error():
 
     with pytest.raises(ValueError, match=r"Dense\(2\): the manual gradient has tree structure"):
         fn.check_layer(fn.Layer(layer.init, layer.fwd, tuple_bwd), params, jnp.ones((3, 2)))
+
+
+def test_whole_model_report_points_at_the_wrong_layer_first():
+    """A wrong dx in layer 2 fails the params rows of layer 0; the report names layer 2."""
+    dense = fn.Dense(4)
+    bad = fn.Layer(dense.init, dense.fwd,
+                   lambda r, dy: (lambda g: (g[0], 2 * g[1]))(dense.bwd(r, dy)))
+    net = fn.serial(fn.Dense(4), fn.Tanh, bad, fn.Dense(1))
+    params = net.init(jax.random.key(0), (3,))
+    x, y = jax.random.normal(jax.random.key(1), (8, 3)), jnp.ones((8, 1))
+    report = fn.check_grads(net, fn.losses.mean_squared_error, params, x, y, num_directions=1)
+    assert {leaf.path for leaf in report.failures} == {"[0]['w']", "[0]['b']"}
+    lines = str(report).splitlines()
+    assert lines[1].startswith("  ! wrong backward in layer 2 (Dense(4), path (2,))"), report
+    assert max(map(len, lines)) <= 100, report
+    assert fn.check_grads(fn.serial(fn.Dense(2)), fn.losses.mean_squared_error,
+                          fn.serial(fn.Dense(2)).init(jax.random.key(0), (3,)), x,
+                          jnp.ones((8, 2))).located == ()

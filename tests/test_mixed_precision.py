@@ -156,3 +156,56 @@ def test_bad_inputs_are_named():
     opt = O.dynamic_loss_scale(O.sgd(0.1))
     with pytest.raises(ValueError, match="dynamic_loss_scale: mixed-precision params need update"):
         opt.update(params, opt.init(params))
+
+
+BN_NET = fn.serial(fn.Dense(6), fn.BatchNorm(), fn.Relu, fn.Dense(3))
+
+
+def test_layer_state_in_float32_compute_equals_the_plain_model_bit_for_bit():
+    """compute_dtype=float32: every cast is the identity and the loss scale a power of 2,
+    so a BatchNorm model wrapped trains exactly like the plain one, state included."""
+    key = jax.random.key(0)
+    params = BN_NET.init(key, (5,))
+    mp = fn.mixed_precision(BN_NET, jnp.float32)
+    mp_params = MixedPrecisionParams(params, jnp.float32(2.0 ** 15))
+    assert mp.has_state
+    state = fn.init_state(mp, mp_params)
+    assert jax.tree.structure(state) == jax.tree.structure(fn.init_state(BN_NET, params))
+    opt = O.sgd(0.1, momentum=0.9)
+    x, y = jnp.tile(X, (4, 1)), jnp.tile(LABELS, 4)
+    loss = fn.losses.softmax_cross_entropy
+    p1, _, h1, s1 = fn.fit(BN_NET, loss, opt, params, x, y, epochs=3, batch_size=8, key=key,
+                           state=fn.init_state(BN_NET, params))
+    p2, _, h2, s2 = fn.fit(mp, loss, opt, mp_params, x, y, epochs=3, batch_size=8, key=key,
+                           state=state)
+    for a, b in zip(jax.tree.leaves((p1, s1, h1["loss"])), jax.tree.leaves((p2.params, s2, h2["loss"]))):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    np.testing.assert_array_equal(fn.apply(mp, p2, x, state=s2), fn.apply(BN_NET, p1, x, state=s1))
+
+
+def test_layer_state_in_bfloat16_stays_float32_and_trains():
+    key = jax.random.key(1)
+    mp = fn.mixed_precision(BN_NET)
+    params = mp.init(key, (5,))
+    state = fn.init_state(mp, params)
+    x, y = jnp.tile(X, (4, 1)), jnp.tile(LABELS, 4)
+    opt = O.dynamic_loss_scale(O.adam(1e-2))
+    p, _, h, s = fn.fit(mp, fn.losses.softmax_cross_entropy, opt, params, x, y, epochs=20,
+                        key=key, state=state)
+    assert {a.dtype for a in jax.tree.leaves(s)} == {jnp.dtype(jnp.float32)}
+    assert not np.array_equal(s[1]["mean"], state[1]["mean"])          # the statistics moved
+    assert h["loss"][-1] < h["loss"][0] and np.all(np.isfinite(h["loss"]))
+    assert fn.apply(mp, p, x, state=s).dtype == jnp.float32
+    with pytest.raises(ValueError, match="has layer state"):
+        fn.fit(mp, fn.losses.softmax_cross_entropy, opt, params, x, y, epochs=1, key=key)
+
+
+def test_layer_state_wrapper_backward_in_float64():
+    with jax.enable_x64(True):
+        mp = fn.mixed_precision(fn.serial(fn.Dense(4, dtype=jnp.float64),
+                                          fn.BatchNorm(dtype=jnp.float64), fn.Tanh),
+                                jnp.float64, output_dtype=jnp.float64)
+        params = mp.init(jax.random.key(0), (5,))
+        x = jnp.asarray(RNG.normal(size=(6, 5)))
+        report = fn.check_layer(mp, params, x, key=jax.random.key(1), num_directions=1)
+        assert report.ok, report

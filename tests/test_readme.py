@@ -50,3 +50,20 @@ def test_graphs_and_state_snippet_runs():
     exec(compile(snippet, "README graphs", "exec"), namespace)
     assert namespace["y_hat"].shape == (32, 1)
     assert len(namespace["state"][1]) == 2
+
+
+def test_writing_your_own_layer_runs(capsys):
+    snippet = next(b for b in _blocks("python") if 'fn.make_layer("Swish"' in b)
+    namespace = {}
+    exec(compile(snippet, "README own layer", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 2 and "FAIL" not in out and "no problems found" in out
+    history = namespace["history"]["loss"]
+    assert history[-1] < 0.05 * history[0]
+    assert "loss 3.283 -> 0.07" in out and "beta 2.3" in out, out
+
+
+def test_notebooks_extra_and_how_to_open_them():
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^notebooks = \[[^]]*"jupyter', pyproject, flags=re.M)   # (3.10: no tomllib)
+    assert 'pip install -e ".[notebooks]"' in README and "jupyter lab notebooks/" in README

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import textwrap
 import time
 from typing import Callable, NamedTuple
 
@@ -79,6 +80,11 @@ LAYER_RECIPES: dict[str, Recipe] = {
     "GroupedQueryAttention": Recipe(lambda c: c(4, 2, bias=True), (2, 5, 8)),
     "SwiGLU": Recipe(lambda c: c(6), (2, 3, 4)),
     "LlamaBlock": Recipe(lambda c: c(8, 4, 12, num_kv_heads=1), (2, 4, 8)),
+    "LastStep": Recipe(lambda c: c, (2, 4, 3)),
+    "SelectStep": Recipe(lambda c: c(1), (2, 4, 3)),
+    "MeanOverTime": Recipe(lambda c: c(), (2, 4, 3)),
+    "MaxOverTime": Recipe(lambda c: c(), (2, 4, 3)),
+    "Bidirectional": Recipe(lambda c: c(fn.GRU(3)), (2, 4, 2)),
 }
 
 
@@ -100,6 +106,10 @@ EXTRA_CASES: dict[str, Recipe] = {
                                  (2, 5, 4)),
     "GroupedQueryAttention": Recipe(lambda c: c(4, 1, memory="lean", block_size=2), (2, 5, 8),
                                     make_x=_left_padded((2, 5, 8))),
+    # masked pooling: the input is (x, mask), a bool mask (selection) or float weights
+    "MeanOverTime": Recipe(lambda c: c(), "(x, float weights)", make_x=lambda key: _sequence_and_mask(key, float)),
+    "MaxOverTime": Recipe(lambda c: c(), "(x, bool mask)", make_x=lambda key: _sequence_and_mask(key, bool)),
+    "Bidirectional": Recipe(lambda c: c(fn.LSTM(2)), (2, 3, 2)),
 }
 
 # combinators (lower-case names): name -> (build(combinator) -> Layer, input shape)
@@ -116,6 +126,13 @@ COMBINATOR_RECIPES: dict[str, Recipe] = {
 
 _GUESS_ARGS = ((), (2,), (0.5,), ((2, 2),))
 _GUESS_SHAPES = ((4, 6), (2, 4, 4, 3))
+
+
+def _sequence_and_mask(key, kind):
+    """``(x (2, 4, 3), mask (2, 4))``: the second sequence has its last two steps masked."""
+    x = 1.5 * jax.random.normal(key, (2, 4, 3))
+    mask = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    return x, (mask if kind is bool else mask * jnp.array([0.5, 1.0, 2.0, 1.0]))
 
 
 def _probabilities(key, shape):
@@ -317,13 +334,30 @@ def run_case(case: Case) -> Result:
                   time.perf_counter() - t0, detail, report)
 
 
+# the table fits a terminal of WIDTH columns: long names (a TransformerBlock's full
+# composition) are cut to NAME_WIDTH, long results wrap under the result column
+WIDTH, NAME_WIDTH = 100, 40
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """``name`` cut to ``width`` characters (ending in ``...``) when longer."""
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
 def format_table(results) -> str:
+    """One row per result; every line at most :data:`WIDTH` columns."""
     cols = ("kind", "name", "leaves", "man-vs-auto", "man-vs-fd64", "result")
     fmt_e = lambda v: "-" if v is None else f"{v:.1e}"
-    rows = [(r.kind, r.name, str(r.leaves), fmt_e(r.autodiff_err), fmt_e(r.fd_err),
+    rows = [(r.kind, short_name(r.name), str(r.leaves), fmt_e(r.autodiff_err), fmt_e(r.fd_err),
              r.status + (f": {r.detail}" if r.detail else "")) for r in results]
     widths = [max(len(row[i]) for row in (cols, *rows)) for i in range(len(cols) - 1)]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+    indent = sum(widths) + 2 * len(widths)
+
+    def line(row):
+        head = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  "
+        wrapped = textwrap.wrap(row[-1], max(WIDTH - indent, 20), break_long_words=False) or [""]
+        return "\n".join([head + wrapped[0]] + [" " * indent + w for w in wrapped[1:]])
+
     return "\n".join([line(cols), *map(line, rows)])
 
 
@@ -355,7 +389,9 @@ def check_all(*, only=None, seed: int = 0, verbose: bool = False, out=print) -> 
     out(format_table(results))
     failed = [r for r in results if r.failed]
     checked = [r for r in results if r.status != "skipped"]
-    out(f"{len(checked) - len(failed)}/{len(checked)} checks passed"
-        + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else "")
-        + (f"; {len(results) - len(checked)} skipped" if len(checked) < len(results) else ""))
+    out(textwrap.fill(
+        f"{len(checked) - len(failed)}/{len(checked)} checks passed"
+        + (f"; FAILED: {', '.join(short_name(r.name) for r in failed)}" if failed else "")
+        + (f"; {len(results) - len(checked)} skipped" if len(checked) < len(results) else ""),
+        WIDTH, subsequent_indent="  ", break_long_words=False))
     return results

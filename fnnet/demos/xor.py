@@ -13,6 +13,11 @@ often cannot carve XOR. What fixes it (also measured, not tuned per seed): tanh
 hidden units (``--activation tanh``, 87 % with 3 units) or more hidden units
 (``--hidden 8``: ReLU 94 %, tanh 100 %).
 
+Without ``--seed`` or ``--seeds``, ``python examples/xor.py`` is a short tour: the
+recipe on seed 1, one it solves (seed 0 gets stuck at 75 %), then the honest
+part, the solve rate over 100 seeds of this recipe and of the two reliable
+variants, each 100 networks in one compiled, vmapped ``fn.sweep``.
+
 Run ``python examples/xor.py --help`` (or ``fnnet xor --help``) for the flags.
 """
 
@@ -27,6 +32,13 @@ import numpy as np
 
 import fnnet as fn
 from fnnet.demos._common import plot_path
+
+# the tour's single run: a seed the classic recipe solves (seeds 0, 2, 5-9, 11 do not; 1, 3,
+# 4, 10 do -- measured with --seed N); the rate over 100 seeds follows it, honestly
+DEMO_SEED = 1
+TOUR_SEEDS = 100
+# the reliable variants the tour measures after the classic recipe: (hidden, activation)
+VARIANTS = ((8, "relu"), (8, "tanh"))
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 Y = np.array([[0], [1], [1], [0]], np.float32)
@@ -59,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bce: sigmoid + binary cross-entropy on the logit; mse: MSE on sigmoid(logit)")
     p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
     p.add_argument("--epochs", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of a single run (without --seed or --seeds: the tour, seed "
+                        f"{DEMO_SEED} then the solve rate over {TOUR_SEEDS} seeds)")
     p.add_argument("--seeds", type=int, default=0, metavar="N",
                    help="train N independently seeded networks in one compiled, vmapped run "
                         "and report how many solve XOR")
@@ -93,7 +107,7 @@ def _check_args(parser, args):
         parser.error(f"--seeds must be >= 0, got {args.seeds}")
 
 
-def run_one(args, model, loss, opt) -> dict:
+def run_one(args, model, loss, opt, hint: bool = True) -> dict:
     params0 = model.init(jax.random.key(args.seed), (2,))
     x, y = jnp.asarray(X), jnp.asarray(Y)
     t0 = time.perf_counter()
@@ -118,16 +132,16 @@ def run_one(args, model, loss, opt) -> dict:
     print(f"\naccuracy {acc:.0%}  ({'solved' if acc == 1.0 else 'NOT solved'})")
     print(f"time: {args.epochs:,} epochs in {run * 1e3:.2f} ms compiled "
           f"(first call incl. compilation {first * 1e3:.0f} ms)")
-    if acc < 1.0:
+    if acc < 1.0 and hint:
         print("This setup solves XOR for only about half of seeds; try --seeds 100 to see the "
               "rate, and --activation tanh or --hidden 8 for a reliable setup.")
     return {"params": params, "history": history, "accuracy": acc, "probs": probs}
 
 
-def run_seeds(args, model, loss, opt) -> dict:
+def run_seeds(args, model, loss, opt, quiet: bool = False) -> dict:
     """Train ``args.seeds`` networks at once with :func:`fnnet.sweep` (one compiled, vmapped run)."""
     x, y = jnp.asarray(X), jnp.asarray(Y)
-    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
+    keys = jax.random.split(jax.random.key(args.seed or 0), args.seeds)
 
     def train_all():
         params, _, history = fn.sweep(model, loss, opt, x, y, keys=keys, epochs=args.epochs)
@@ -141,6 +155,8 @@ def run_seeds(args, model, loss, opt) -> dict:
     solved, final = jax.block_until_ready(train_all())
     run = time.perf_counter() - t0
     n = int(solved.sum())
+    if quiet:
+        return {"solved": np.asarray(solved), "seconds": run}
     print(f"{args.seeds} seeds, {args.epochs:,} epochs each: solved XOR for {n}/{args.seeds} "
           f"({n / args.seeds:.0%}); median final loss {float(np.median(final)):.4f}")
     print(f"time: {run * 1e3:.1f} ms for all seeds in one compiled vmapped run "
@@ -162,10 +178,45 @@ def main(argv=None) -> int:
     if args.seeds:
         run_seeds(args, model, loss, opt)
         return 0
-    result = run_one(args, model, loss, opt)
+    tour = args.seed is None
+    classic = (args.hidden, args.activation, args.init, args.loss, args.lr) == \
+        (3, "relu", "normal", "bce", 0.1)
+    if tour:
+        args.seed = DEMO_SEED if classic else 0
+        print(f"seed {args.seed}" + (" (one this recipe solves; seed 0 gets stuck at 75 %: the "
+                                     "honest solve rate follows)" if classic else ""))
+    result = run_one(args, model, loss, opt, hint=not tour)
     if args.plot:
         _plot(args, model, result)
+    if tour:
+        _rates(args, classic)
     return 0
+
+
+def _rates(args, classic: bool):
+    """The tour's honest part: the solve rate over TOUR_SEEDS seeds of this setup (and of
+    the reliable variants, for the classic recipe), one fn.sweep each."""
+    setups = [(args.hidden, args.activation, "this recipe")]
+    if classic:
+        setups += [(h, a, f"--hidden {h}" + (f" --activation {a}" if a != "relu" else ""))
+                   for h, a in VARIANTS]
+    print(f"\nHow often does it work? The same training over {TOUR_SEEDS} seeds, "
+          f"{args.epochs:,} epochs each\n({TOUR_SEEDS} networks per compiled, vmapped fn.sweep):")
+    total = 0.0
+    for hidden, activation, label in setups:
+        model, loss = make_model(hidden, activation, args.init, args.loss)
+        sub = argparse.Namespace(**{**vars(args), "hidden": hidden, "activation": activation,
+                                    "seeds": TOUR_SEEDS, "seed": 0})
+        out = run_seeds(sub, model, loss, fn.optim.sgd(args.lr), quiet=True)
+        total += out["seconds"]
+        n = int(out["solved"].sum())
+        print(f"  2-{hidden}-1 {activation:<4}  ({label}){'':<{30 - len(label)}} solved "
+              f"{n:>3}/{TOUR_SEEDS}  ({n / TOUR_SEEDS:.0%})")
+    print(f"  ({len(setups) * TOUR_SEEDS} networks trained in {total * 1e3:.0f} ms, compiled)")
+    if classic:
+        print("With 3 ReLU units, a unit that is negative on all four points gets no gradient "
+              "and never\nrecovers; more units or tanh fix it. Reproduce: python examples/xor.py "
+              "--seeds 100\n[--hidden 8] [--activation tanh]; a single seed: --seed N.")
 
 
 def _plot(args, model, result):

@@ -4,6 +4,7 @@ from .attention import MultiHeadAttention
 from .activations import (Elu, Gelu, Identity, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax,
                           Softplus, Tanh, elementwise)
 from .batchnorm import BatchNorm
+from .bidirectional import Bidirectional
 from .conv import Conv2D
 from .conv1d import Conv1D
 from .conv_transpose import ConvTranspose2D
@@ -19,6 +20,7 @@ from .rmsnorm import RMSNorm
 from .reshape import Flatten, Reshape
 from .rope import RotaryEmbedding
 from .swiglu import SwiGLU
+from .sequence_pooling import LastStep, MaxOverTime, MeanOverTime, SelectStep
 from .unembed import Unembed
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "MultiHeadAttention", "RMSNorm", "PositionalEmbedding",
     "Embedding", "SimpleRNN", "LSTM", "GRU", "Conv1D", "ConvTranspose2D",
     "GroupedQueryAttention", "RotaryEmbedding", "SwiGLU",
+    "LastStep", "SelectStep", "MeanOverTime", "MaxOverTime", "Bidirectional",
 ]

@@ -7,7 +7,7 @@ written from the saved residual:
 ==============  ============================  ==========  ===============================
 layer           forward y                     residual    backward dx
 ==============  ============================  ==========  ===============================
-Identity        x                             --          dy
+Identity        x  (any dtype)                --          dy  (None for an integer/bool x)
 Relu            max(x, 0)                     x > 0       dy * (x > 0)
 LeakyRelu(a)    x if x > 0 else a x           x > 0       dy * (1 if x > 0 else a)
 Sigmoid         1 / (1 + e^-x)                y           dy * y (1 - y)
@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from ..core import Layer, named, no_params
+from ..core import Layer, Static, named, no_params
 
 
 def elementwise(name: str, fwd_fn, bwd_fn) -> Layer:
@@ -74,7 +74,14 @@ def elementwise(name: str, fwd_fn, bwd_fn) -> Layer:
     return named(name, no_params, fwd, bwd)
 
 
-Identity = elementwise("Identity", lambda x: (x, None), lambda res, dy: dy)
+def _identity_fwd(params, x, *, key=None):
+    # any dtype passes (a bool/int mask riding beside the data in a graph); an integer
+    # input gets the cotangent None, like every integer input
+    return x, Static(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+
+
+Identity = named("Identity", no_params, _identity_fwd,
+                 lambda is_float, dy: ((), dy if is_float.value else None))
 
 Relu = elementwise(
     "Relu",

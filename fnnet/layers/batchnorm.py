@@ -20,8 +20,9 @@ depends on every other example through the batch statistics)::
     dbias  = sum(dy)                dscale = sum(dy * xhat)
     dx     = r * (g - mean(g) - xhat * mean(g * xhat))
 
-Running statistics (the layer state, :mod:`fnnet.state`), updated from what the
-training forward computed, with the UNBIASED variance as PyTorch does::
+Running statistics (the layer state, :mod:`fnnet.state`; in the params' dtype, at
+least float32, like optimizer state), updated from what the training forward
+computed, with the UNBIASED variance as PyTorch does::
 
     mean' = (1 - momentum) mean + momentum mu
     var'  = (1 - momentum) var  + momentum var * n / (n - 1)
@@ -105,8 +106,10 @@ def BatchNorm(momentum: float = 0.1, eps: float = 1e-5, *, dtype=jnp.float32) ->
                  "bias": jnp.sum(dy, axis=axes).astype(scale.dtype)}, dx.astype(xhat.dtype))
 
     def init_state(params):
-        c = params["scale"].shape
-        return {"mean": jnp.zeros(c, jnp.float32), "var": jnp.ones(c, jnp.float32)}
+        # in the params' dtype, at least float32 (as optimizer state): a float64 model
+        # keeps float64 running statistics, a bfloat16 one float32
+        c, dt = params["scale"].shape, jnp.promote_types(params["scale"].dtype, jnp.float32)
+        return {"mean": jnp.zeros(c, dt), "var": jnp.ones(c, dt)}
 
     def update_state(state, res):
         n = res[3].value

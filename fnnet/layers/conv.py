@@ -168,6 +168,8 @@ def kernel_init(name: str, kernel, features: int, w_init, b_init, dtype, example
         if len(input_shape) != len(kernel) + 1:
             raise ValueError(f"{name}: input_shape must be one example's {example}, "
                              f"got {tuple(input_shape)}")
+        if len(kernel) == 2:
+            _checks.nchw_looking_shape(name, tuple(input_shape))
         kw, kb = jax.random.split(key)
         return {"w": w_init(kw, (*kernel, input_shape[-1], features), dtype),
                 "b": b_init(kb, (features,), dtype)}

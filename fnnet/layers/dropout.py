@@ -13,6 +13,11 @@ The surviving units are scaled by ``s`` in training so that ``E[y] = x`` and
 inference needs no rescaling (PyTorch's ``nn.Dropout``, ``jax.example_libraries.stax``).
 ``rate`` is the probability of DROPPING a unit (PyTorch's ``p``; Keras' ``rate``).
 
+The mask depends on the key and the shape alone: it is drawn from float32
+uniforms whatever ``x``'s dtype and whether x64 is enabled, so a float32 model
+trains the same with ``jax_enable_x64`` on and off, and a float64 copy of a
+model (the checkers' finite differences) sees the same masks.
+
 Residual: the boolean mask ``m`` (1 byte per unit; ``None`` in inference). The
 mask is drawn in the forward and kept, so the hand-written backward and
 ``jax.grad`` of the same forward (same key) see exactly the same mask. The layer
@@ -41,7 +46,9 @@ def Dropout(rate: float) -> Layer:
         _checks.floating(name, x)
         if key is None:
             return x, None
-        mask = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
+        # p as a float32 array: the uniforms are float32 whatever x's dtype and whether
+        # x64 is on (a Python float would draw float64 uniforms under x64: other masks)
+        mask = jax.random.bernoulli(key, jnp.float32(1.0 - rate), jnp.shape(x))
         return x * (mask * scale).astype(x.dtype), mask
 
     def bwd(mask, dy):

@@ -17,6 +17,15 @@ gradient's components along the directions ``mu`` and ``sigma`` depend on.)
 Residuals: ``(xhat, 1 / sigma, scale)``. Per example (``fnnet.per_example``):
 the same two sums over example ``i``'s own leading axes.
 
+Range: the variance is computed from ``c (x - mu)`` with ``c = 2^-32`` and ``rstd =
+c / sqrt(mean((c xc)^2) + eps c^2)``. Scaling by a power of two is exact, so the
+result is bit for bit the textbook formula's, but ``(x - mu)^2`` no longer
+overflows: float32/bfloat16 rows are finite up to ``|x - mu| ~ 7.9e28`` (the
+plain square overflows at 1.8e19: a row of +-1e20 would return the bias), and
+the squares only leave the normal range for ``|x - mu| < 5e-10``, where ``eps``
+dominates. float16 is not scaled (its range, 6.5e4, leaves no room for it): its
+squares overflow above ``|x - mu| = 256``; normalise such inputs in float32.
+
 PyTorch: identical to ``nn.LayerNorm(d, eps=1e-5)`` (biased variance, eps inside
 the square root, elementwise affine with weight=ones and bias=zeros).
 """
@@ -29,6 +38,11 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import ones, zeros
+
+
+def _var_scale(dtype) -> float:
+    """``2^-32`` for float32/bfloat16/float64, ``1`` for float16 (whose range is too small)."""
+    return 1.0 if jnp.dtype(dtype) == jnp.float16 else 2.0 ** -32
 
 
 def LayerNorm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
@@ -50,7 +64,9 @@ def LayerNorm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
         _checks.batched(name, x, layout="(batch, ..., features)")
         _checks.last_axis(name, x, scale.shape[0], f"its scale of shape {scale.shape}")
         xc = x - jnp.mean(x, axis=-1, keepdims=True)
-        rstd = lax.rsqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + eps)
+        c = _var_scale(xc.dtype)      # the variance of c xc (exact: c is a power of 2)
+        u = xc * c
+        rstd = lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + eps * c * c) * c
         xhat = xc * rstd
         return xhat * scale + bias, (xhat, rstd, scale)
 

@@ -26,7 +26,8 @@ from .base import (
 )
 from .loss_scale import DynamicLossScaleState, dynamic_loss_scale
 from .masking import MaskedNode, MaskedState, freeze, kernel_mask, masked
-from .recipe import Recipe, hparams_of, merge_hparams, rebuild, recipe_of, split_hparams
+from .recipe import (Recipe, hparams_for, hparams_of, merge_hparams, rebuild, recipe_of,
+                     split_hparams)
 from .rmsprop import rmsprop
 from .schedules import (
     constant_schedule,
@@ -63,5 +64,5 @@ __all__ = [
     "masked", "freeze", "kernel_mask", "MaskedState", "MaskedNode",
     "accumulate", "AccumulateState", "dynamic_loss_scale", "DynamicLossScaleState",
     "check_optimizer", "current_learning_rate",
-    "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hparams", "merge_hparams",
+    "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hparams", "merge_hparams", "hparams_for",
 ]

@@ -29,6 +29,12 @@ schedule function. From it:
 A rebuilt optimizer updates exactly like the original up to float32 rounding of
 its hyperparameters (a traced ``b2`` is a float32, a Python ``0.999`` enters
 Adam's bias correction in float64).
+
+The compiled training functions pass ``hparams_for(hparams, params)``: the
+floating numbers as float32 unless the params hold a float64 leaf. A Python
+number traced under x64 would be a float64 and pull a float32 model's scalar
+arithmetic (``1 - b1``, a schedule) into float64; this way a float32 model
+trains bit for bit the same with ``jax_enable_x64`` on and off.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import numpy as np
 from ..core import Static
 
 __all__ = ["recorded", "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hparams",
-           "merge_hparams"]
+           "merge_hparams", "hparams_for"]
 
 
 def recorded(factory):
@@ -212,3 +218,23 @@ def split_hparams(opt):
 def merge_hparams(static, hparams):
     """The optimizer from :func:`split_hparams`'s two parts (``hparams`` may be traced)."""
     return rebuild(static.unflatten(hparams))
+
+
+def hparams_for(hparams, params):
+    """``hparams`` (from :func:`split_hparams`) in the precision of ``params``: floating
+    numbers become float32 unless a params leaf is float64 (then they stay as given).
+
+    Under x64 a traced Python float is a float64; cast like this, the optimizer's
+    scalar arithmetic of a float32 model is float32 with x64 on and off alike.
+    """
+    if hparams is None or any(np.dtype(getattr(a, "dtype", np.float32)) == np.float64
+                              for a in jax.tree.leaves(params)):
+        return hparams
+
+    def narrow(h):
+        if isinstance(h, (float, np.floating)) or (
+                isinstance(h, (np.ndarray, jax.Array)) and h.dtype == np.float64):
+            return np.asarray(h, np.float32)[()]
+        return h
+
+    return [narrow(h) for h in hparams]

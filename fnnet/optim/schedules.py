@@ -35,8 +35,11 @@ __all__ = ["constant_schedule", "linear_schedule", "exponential_decay", "cosine_
            "warmup_cosine_decay_schedule"]
 
 
-def _float(step):
-    return jnp.asarray(step).astype(jnp.result_type(float))
+def _float(step, *values):
+    """The step as a float in the precision of the schedule's numbers: Python numbers
+    give the default float (float64 under x64), float32 hyperparameters (a float32
+    model's, inside ``fit``/``train_step``) keep the schedule in float32."""
+    return jnp.asarray(step).astype(jnp.result_type(float, *values))
 
 
 @recorded
@@ -45,7 +48,7 @@ def constant_schedule(value: float):
     _validate.at_least("constant_schedule", "value", value)
 
     def schedule(step):
-        return jnp.full(jnp.shape(step), value, jnp.result_type(float))
+        return jnp.full(jnp.shape(step), value, jnp.result_type(float, value))
 
     return schedule
 
@@ -61,7 +64,7 @@ def linear_schedule(init_value: float, end_value: float, transition_steps: int):
     _validate.positive(where, "transition_steps", transition_steps)
 
     def schedule(step):
-        frac = jnp.minimum(_float(step), transition_steps) / transition_steps
+        frac = jnp.minimum(_float(step, init_value, end_value), transition_steps) / transition_steps
         return init_value + (end_value - init_value) * frac
 
     return schedule
@@ -78,7 +81,7 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     _validate.positive(where, "decay_rate", decay_rate)
 
     def schedule(step):
-        p = _float(step) / transition_steps
+        p = _float(step, init_value, decay_rate) / transition_steps
         if staircase:
             p = jnp.floor(p)
         return init_value * decay_rate ** p
@@ -100,7 +103,7 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     _validate.at_least(where, "alpha", alpha)
 
     def schedule(step):
-        return init_value * ((1 - alpha) * _cosine(_float(step), decay_steps) + alpha)
+        return init_value * ((1 - alpha) * _cosine(_float(step, init_value, alpha), decay_steps) + alpha)
 
     return schedule
 
@@ -122,7 +125,7 @@ def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_st
                          f"warmup), got decay_steps={decay_steps!r}, warmup_steps={warmup_steps!r}")
 
     def schedule(step):
-        t = _float(step)
+        t = _float(step, init_value, peak_value, end_value)
         warm = init_value + (peak_value - init_value) * t / jnp.maximum(warmup_steps, 1)
         cos = end_value + (peak_value - end_value) * _cosine(t - warmup_steps, decay_steps - warmup_steps)
         return jnp.where(t < warmup_steps, warm, cos)

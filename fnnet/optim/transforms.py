@@ -112,7 +112,10 @@ def _one_minus_power(beta, t):
     """``1 - beta**t`` as ``-expm1(t log beta)``: accurate in float32 even for
     ``beta`` close to 1 (``1 - 0.999`` in float32 alone is off by 6e-5 relative).
     ``log beta`` is taken in float64 when ``beta`` is a Python number."""
-    log_beta = math.log(beta) if isinstance(beta, (int, float)) and beta > 0 else jnp.log(beta)
+    if isinstance(beta, (int, float)) and beta > 0:
+        log_beta = math.log(beta)
+    else:       # traced: in t's dtype (a float32 model's is float32 under x64 too)
+        log_beta = jnp.log(jnp.asarray(beta).astype(jnp.result_type(t)))
     return -jnp.expm1(t * log_beta)
 
 
@@ -138,10 +141,15 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
         mu = jax.tree.map(lambda u, m: b1 * m + (1 - b1) * u.astype(m.dtype), updates, state.mu)
         nu = jax.tree.map(lambda u, v: b2 * v + (1 - b2) * jnp.square(u.astype(v.dtype)),
                           updates, state.nu)
-        tf = t.astype(jnp.result_type(float))
-        c1, c2 = _one_minus_power(b1, tf), _one_minus_power(b2, tf)
-        out = jax.tree.map(lambda u, m, v: ((m / c1) / (jnp.sqrt(v / c2) + eps)).astype(u.dtype),
-                           updates, mu, nu)
+
+        def direction(u, m, v):
+            # the bias correction in the moments' dtype (float32 for a float32 model, also
+            # under x64: a float64 step count would make the update's rounding differ)
+            tf = t.astype(m.dtype)
+            c1, c2 = _one_minus_power(b1, tf), _one_minus_power(b2, tf)
+            return ((m / c1) / (jnp.sqrt(v / c2) + eps)).astype(u.dtype)
+
+        out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(t, mu, nu)
 
     return Optimizer(init, update)
