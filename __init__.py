@@ -14,8 +14,9 @@ the clone, or with fnnet installed and the clone not in the current directory,
 import os as _os
 
 _clone = _os.path.dirname(_os.path.abspath(__file__))
-# pytest imports this file as "__init__" (the clone's top folder is a package to it): harmless
-if __name__ not in ("__init__", "__main__"):
+# only `import fnnet` resolving to this folder is the mistake; pytest may import the
+# folder under its own name (the clone's top folder is a package to it): harmless
+if __name__ == "fnnet":
     raise ImportError(
         f"`import {__name__}` found {_clone}, the folder of fnnet's git clone (README.md, "
         f"pyproject.toml and the package folder fnnet/), not the package itself. Python found it "
