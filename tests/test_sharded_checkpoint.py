@@ -40,7 +40,8 @@ def test_round_trip_is_bit_for_bit_with_and_without_like(tree, tmp_path):
     assert same(back, tree)
     assert type(back["opt_state"][0]) is type(tree["opt_state"][0])   # NamedTuples kept
     plain = fn.sharding.load(path)
-    assert same(plain, tree) and isinstance(plain["opt_state"][0], dict)
+    # without like=, fnnet.checkpoint rebuilds the NamedTuple classes named in the file
+    assert same(plain, tree) and type(plain["opt_state"][0]) is type(tree["opt_state"][0])
     one = fn.sharding.load(path, like=tree, shardings=jax.sharding.SingleDeviceSharding(
         jax.devices()[0]))
     assert same(one, tree)
