@@ -127,8 +127,10 @@ PROBABILITY_LAYERS = ("Softmax", "Sigmoid")
 def final_layer(model):
     """The layer that produces ``model``'s output: the last layer of a ``serial`` chain
     (nested chains followed), else ``model`` itself."""
-    while getattr(model.fwd, "fnnet_route", None) == "serial" and model.fwd.fnnet_layers:
-        model = model.fwd.fnnet_layers[-1]
+    from .core import meta
+
+    while (graph := meta(model).graph) is not None and graph.kind == "serial":
+        model = graph.children[-1]
     return model
 
 

@@ -43,10 +43,10 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
-from .core import Layer, Static, named, no_params
+from .core import Graph, Layer, Static, combinator, layer_keys, meta, named, no_params
+from .walk import leaves
 from .shapes import (abstract_batch, check_shape_tree, is_shape, output_aval, output_shape,
                      shape_tree)
-from .state import children_state_rule, init_state, update_state, with_state
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "residual",
            "output_shape", "flat_layers", "layer_keys"]
@@ -69,11 +69,6 @@ def _raise_with_position(err: Exception, i: int, layer: Layer, outer: str):
     raise err
 
 
-def layer_keys(key, n: int) -> list:
-    """One key per layer, split exactly as ``serial`` splits (``None``s for inference)."""
-    return [None] * n if key is None else list(jax.random.split(key, n))
-
-
 def check_serial_params(where: str, params, n: int):
     """Raise ``ValueError`` unless ``params`` is a tuple/list with one entry per layer."""
     if not isinstance(params, (tuple, list)) or len(params) != n:
@@ -89,34 +84,16 @@ def _check_layers(where: str, layers):
             raise TypeError(f"{where}: argument {i} is {layer!r}, not a fnnet Layer{hint}")
 
 
-def _child_fwd(layer, p, x, key, state):
-    if layer.has_state:
-        return layer.fwd(p, x, key=key, state=state)
-    return layer.fwd(p, x, key=key)
-
-
-def _states(layers, state):
+def _states(n, state):
     """Each child's state (``None`` when the caller gave none)."""
-    return [None] * len(layers) if state is None else list(state)
+    return [None] * n if state is None else list(state)
 
 
 def _input_dtype(layers, how):
-    dtypes = [getattr(l.fwd, "fnnet_input_dtype", None) for l in layers]
+    dtypes = [meta(l).input_dtype for l in layers]
     if how == "first":
         return dtypes[0]
     return tuple(d or jnp.float32 for d in dtypes) if any(d is not None for d in dtypes) else None
-
-
-def _compose(name, init, fwd, bwd, layers, *, route, input_dtype=None):
-    """``named(...)`` for a combinator of ``layers`` whose params and residuals are
-    tuples with one entry per child (state, key and children recorded once here)."""
-    layer = named(name, init, fwd, bwd, needs_key=any(l.needs_key for l in layers),
-                  input_dtype=input_dtype)
-    fwd.fnnet_layers = tuple(layers)
-    fwd.fnnet_route = route  # how the input flows to the children (read by fn.summary)
-    if any(l.has_state for l in layers):
-        with_state(layer, *children_state_rule(layers, tuple, tuple))
-    return layer
 
 
 def serial(*layers: Layer) -> Layer:
@@ -131,11 +108,11 @@ def serial(*layers: Layer) -> Layer:
         raise ValueError("serial: needs at least one layer")
     _check_layers("serial", layers)
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
-    short = "serial"
+    short, n = "serial", len(layers)
 
     def init(key, input_shape):
         check_shape_tree(short, input_shape)
-        keys = jax.random.split(key, len(layers))
+        keys = jax.random.split(key, n)
         params, aval = [], abstract_batch(input_shape, layers[0].input_dtype)
         for i, (layer, k) in enumerate(zip(layers, keys)):
             try:
@@ -146,26 +123,25 @@ def serial(*layers: Layer) -> Layer:
             params.append(p)
         return tuple(params)
 
-    def fwd(params, x, *, key=None, state=None):
-        check_serial_params(short, params, len(layers))
+    def forward(params, x, key, state, run):
+        check_serial_params(short, params, n)
         residuals = []
-        for i, (layer, p, k, s) in enumerate(zip(layers, params, layer_keys(key, len(layers)),
-                                                 _states(layers, state))):
+        for i, (p, k, s) in enumerate(zip(params, layer_keys(key, n), _states(n, state))):
             try:
-                x, r = _child_fwd(layer, p, x, k, s)
+                x, r = run(i, p, x, k, s)
             except (ValueError, TypeError) as err:
-                _raise_with_position(err, i, layer, short)
+                _raise_with_position(err, i, layers[i], short)
             residuals.append(r)
         return x, tuple(residuals)
 
-    def bwd(residuals, dy):
-        dparams = [None] * len(layers)
-        for i in reversed(range(len(layers))):
-            dparams[i], dy = layers[i].bwd(residuals[i], dy)
+    def backward(residuals, dy, back):
+        dparams = [None] * n
+        for i in reversed(range(n)):
+            dparams[i], dy = back(i, residuals[i], dy)
         return tuple(dparams), dy
 
-    return _compose(name, init, fwd, bwd, layers, route="serial",
-                    input_dtype=_input_dtype(layers, "first"))
+    return combinator(name, init, Graph("serial", layers, forward, backward, output=n - 1),
+                      input_dtype=_input_dtype(layers, "first"))
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -196,19 +172,19 @@ def parallel(*layers: Layer) -> Layer:
         keys = jax.random.split(key, n)
         return tuple(layer.init(k, s) for layer, k, s in zip(layers, keys, input_shape))
 
-    def fwd(params, x, *, key=None, state=None):
+    def forward(params, x, key, state, run):
         check_serial_params(name, params, n)
         check_input(x)
-        out = [_child_fwd(l, p, xi, k, s) for l, p, xi, k, s in
-               zip(layers, params, x, layer_keys(key, n), _states(layers, state))]
+        out = [run(i, p, xi, k, s) for i, (p, xi, k, s) in
+               enumerate(zip(params, x, layer_keys(key, n), _states(n, state)))]
         return tuple(y for y, _ in out), tuple(r for _, r in out)
 
-    def bwd(residuals, dy):
-        grads = [l.bwd(r, g) for l, r, g in zip(layers, residuals, dy)]
+    def backward(residuals, dy, back):
+        grads = [back(i, r, g) for i, (r, g) in enumerate(zip(residuals, dy))]
         return tuple(dp for dp, _ in grads), tuple(dx for _, dx in grads)
 
-    return _compose(name, init, fwd, bwd, layers, route="parallel",
-                    input_dtype=_input_dtype(layers, "each"))
+    return combinator(name, init, Graph("parallel", layers, forward, backward),
+                      input_dtype=_input_dtype(layers, "each"))
 
 
 def _add(a, b):
@@ -325,36 +301,27 @@ def residual(layer: Layer) -> Layer:
         check(input_shape, output_shape(layer, params, input_shape))
         return params
 
-    def fwd(params, x, *, key=None, state=None):
-        y, res = _child_fwd(layer, params, x, key, state)
+    def forward(params, x, key, state, run):
+        y, res = run(0, params, x, key, state)
         check(jnp.shape(x), jnp.shape(y))
         return x + y, res
 
-    def bwd(res, dy):
-        dparams, dx = layer.bwd(res, dy)
+    def backward(res, dy, back):
+        dparams, dx = back(0, res, dy)
         return dparams, (dx + dy).astype(dx.dtype)
 
-    out = named(name, init, fwd, bwd, needs_key=layer.needs_key,
-                input_dtype=getattr(layer.fwd, "fnnet_input_dtype", None))
-    fwd.fnnet_inner = layer
-    if layer.has_state:  # params, residuals and state are the inner layer's own
-        with_state(out, lambda p: init_state(layer, p), lambda s, r: update_state(layer, s, r))
-    return out
+    graph = Graph("residual", (layer,), forward, backward, params=lambda p: (p,),
+                  residuals=lambda r: (r,), wrapper=True)
+    return combinator(name, init, graph, input_dtype=meta(layer).input_dtype)
 
 
 def flat_layers(model: Layer, params, key=None, path=()):
-    """The leaf layers of ``model`` in forward order: ``[(path, layer, params, key)]``.
+    """The layers of ``model``'s ``serial`` chains in forward order: ``[(path, layer,
+    params, key)]``, nested ``serial``s expanded, keys split as ``serial`` splits;
+    any other layer (a graph combinator included) is an entry of its own.
 
-    ``serial`` models are expanded recursively, splitting ``key`` exactly as
-    ``serial`` does, so walking the list reproduces ``model.fwd`` and (in reverse)
-    ``model.bwd``. Any other layer (a graph combinator included) is a leaf of its
-    own. Used by the diagnostics and the NaN finder.
+    The chain view of a model; the tools themselves see through every combinator
+    (:func:`fnnet.walk.leaves`, of which this is the serial-only case).
     """
-    layers = getattr(model.fwd, "fnnet_layers", None)
-    if layers is None or getattr(model.fwd, "fnnet_route", None) != "serial":
-        return [(path, model, params, key)]
-    check_serial_params(model.name, params, len(layers))
-    out = []
-    for i, (layer, p, k) in enumerate(zip(layers, params, layer_keys(key, len(layers)))):
-        out.extend(flat_layers(layer, p, k, path + (i,)))
-    return out
+    return leaves(model, params, key, path=path,
+                  open=lambda layer: meta(layer).graph.kind == "serial")

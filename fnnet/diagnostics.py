@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .combinators import flat_layers
-from .core import Layer, Loss
+from .core import Layer, Loss, meta
 from .gradcheck import autodiff_rtol
 from .grad import require_key
 from .rules import alignment_angles
@@ -461,7 +461,7 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
     update_parts = ([u for _, _, u, _ in flat_layers(model, updates)] if updates is not None
                     else [None] * len(entries))
 
-    rules = [getattr(layer.fwd, "fnnet_rule", "") for _, layer, _, _ in entries]
+    rules = [meta(layer).rule for _, layer, _, _ in entries]
     angles = [None] * len(entries)
     if any(rules):
         angles = [None if not np.isfinite(a) else float(a) for a in

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .core import Layer, Loss
+from .core import Layer, Loss, meta
 from .grad import loss_fn, value_and_grad
 
 __all__ = ["check_grads", "check_layer", "check_loss", "GradCheckReport", "LeafCheck",
@@ -413,7 +413,7 @@ def _rule_leaves(model, loss, params, cast_data, key):
     from .core import custom_vjp
 
     entries = flat_layers(model, params)
-    names = [getattr(layer.fwd, "fnnet_rule", "") for _, layer, _, _ in entries]
+    names = [meta(layer).rule for _, layer, _, _ in entries]
     if not any(names):
         return {}, None
     rules, index = {}, 0
@@ -515,7 +515,7 @@ def check_layer(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
     theta = (params, x if single else tuple(a for a, f in zip(x_leaves, is_f) if f))
     options = dict(rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
                    finite_differences=finite_differences)
-    rule = getattr(layer.fwd, "fnnet_rule", "")
+    rule = meta(layer).rule
     n_params = len(jax.tree.leaves(params))
     rules = {i: rule for i in range(n_params, len(jax.tree.leaves(theta)))} if rule else {}
     report = _check(layer.name, theta, scalar, grads, signature, key=k_dir, rules=rules,

@@ -65,8 +65,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, Static, forward, named
-from .state import init_state, update_state, with_state
+from .core import Graph, Layer, Static, combinator, meta
 
 __all__ = ["MixedPrecisionParams", "mixed_precision"]
 
@@ -100,7 +99,6 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
     name = f"mixed_precision({model.name}, {jnp.dtype(compute_dtype).name})"
     if not jnp.issubdtype(compute_dtype, jnp.floating):
         raise TypeError(f"{name}: compute_dtype must be a floating dtype, got {compute_dtype!r}")
-    stateful = bool(getattr(model, "has_state", False))
     if not (isinstance(loss_scale, (int, float)) and 0 < loss_scale < float("inf")):
         raise ValueError(f"{name}: loss_scale must be a finite number > 0, got {loss_scale!r}")
 
@@ -108,26 +106,22 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
         return MixedPrecisionParams(model.init(key, input_shape),
                                     jnp.asarray(loss_scale, jnp.float32))
 
-    def fwd(params, x, *, key=None, state=None):
+    def forward(params, x, key, state, run):
         if not isinstance(params, MixedPrecisionParams):
             raise TypeError(f"{name}: params must be the MixedPrecisionParams(params, loss_scale) "
                             f"that this layer's init returns, got {type(params).__name__}; wrap "
                             f"existing params as fn.MixedPrecisionParams(params, jnp.float32(2**15))")
-        p_c, x_c = _cast(params.params, compute_dtype), _cast(x, compute_dtype)
-        if stateful:    # the state is kept in its own (master) dtype, read in c
-            y_c, res = forward(model, p_c, x_c, key=key,
-                               state=None if state is None else _cast(state, compute_dtype))
-        else:
-            y_c, res = model.fwd(p_c, x_c, key=key)
+        y_c, res = run(0, _cast(params.params, compute_dtype), _cast(x, compute_dtype), key,
+                       None if state is None else _cast(state, compute_dtype))   # state: read in c
         y = _cast(y_c, output_dtype)
         scale = jnp.asarray(params.loss_scale, jnp.float32)
         return y, (res, scale, _dtypes(params.params), _dtypes(x), _dtypes(y_c))
 
-    def bwd(res, dy):
+    def backward(res, dy, back):
         res, scale, p_dtypes, x_dtypes, y_dtypes = res
         dy_c = jax.tree.map(lambda d, t: (d * scale.astype(d.dtype)).astype(t) if _is_float(d) else d,
                             dy, jax.tree.unflatten(jax.tree.structure(dy), y_dtypes.value))
-        dp_c, dx_c = model.bwd(res, dy_c)
+        dp_c, dx_c = back(0, res, dy_c)
 
         def unscale(g, dtype):
             if g is None:
@@ -142,13 +136,6 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
                                else g for g, t in zip(dx_leaves, x_dtypes.value)])
         return MixedPrecisionParams(dparams, jnp.zeros_like(scale)), dx
 
-    fwd.fnnet_compute_dtype = jnp.dtype(compute_dtype)    # for tools that pick tolerances
-    fwd.fnnet_inner = model
-    layer = named(name, init, fwd, bwd, needs_key=model.needs_key,
-                  input_dtype=getattr(model, "input_dtype", None))
-    if stateful:
-        # state from the master params (BatchNorm: float32 running statistics), updated in
-        # the master dtype from the compute-dtype batch statistics of the residuals
-        with_state(layer, lambda p: init_state(model, p.params),
-                   lambda s, res: update_state(model, s, res[0]))
-    return layer
+    graph = Graph("mixed_precision", (model,), forward, backward, params=lambda p: (p.params,),
+                  residuals=lambda r: (r[0],), wrapper=True, output=0, additive=False)
+    return combinator(name, init, graph, input_dtype=meta(model).input_dtype)

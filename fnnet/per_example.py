@@ -57,8 +57,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from .combinators import layer_keys
-from .core import Layer, Loss
+from .core import Layer, Loss, layer_keys, meta
 from .grad import require_key
 
 __all__ = ["per_example_grads", "per_example_grad_norms", "per_example_losses",
@@ -135,19 +134,16 @@ def _has_param_leaves(params) -> bool:
 
 
 def _kind(layer: Layer) -> str:
-    if getattr(layer.fwd, "fnnet_layers", None) is not None:
-        route = getattr(layer.fwd, "fnnet_route", None)
-        return route if route in ("serial", "parallel") else "leaf"
-    if getattr(layer.fwd, "fnnet_inner", None) is None:
-        return "leaf"
-    return "tie" if getattr(layer.fwd, "fnnet_fill", None) is not None else "inner"
+    graph = meta(layer).graph
+    kind = graph and {"residual": "inner"}.get(graph.kind, graph.kind)
+    return kind if kind in ("serial", "parallel", "inner", "tie") else "leaf"
 
 
 def _forward(layer: Layer, params, x, key):
     """Forward as ``layer.fwd`` computes it, keeping what the per-example backward needs."""
     kind = _kind(layer)
     if kind in ("serial", "parallel"):
-        layers = layer.fwd.fnnet_layers
+        layers = meta(layer).graph.children
         keys = layer_keys(key, len(layers))
         nodes, h = [], x
         if kind == "serial":
@@ -159,13 +155,14 @@ def _forward(layer: Layer, params, x, key):
             h, nodes = tuple(o[0] for o in outs), [o[1] for o in outs]
         return h, _Node(layer, params, x, kind, key=key, children=tuple(nodes))
     if kind == "tie":  # the inner model on the filled-in params; the tie itself adds nothing
-        y, child = _forward(layer.fwd.fnnet_inner, layer.fwd.fnnet_fill(params), x, key)
+        graph = meta(layer).graph
+        y, child = _forward(graph.children[0], graph.params(params)[0], x, key)
         return y, _Node(layer, params, x, kind, key=key, children=(child,))
     y, res = layer.fwd(params, x, key=key)
     if kind == "inner":
         # e.g. residual(f): params and residuals are f's; f is walked on the same input
         # (the repeated forward is the same computation: XLA merges it under jit)
-        _, child = _forward(layer.fwd.fnnet_inner, params, x, key)
+        _, child = _forward(meta(layer).graph.children[0], params, x, key)
         return y, _Node(layer, params, x, kind, res=res, key=key, children=(child,))
     return y, _Node(layer, params, x, kind, res=res, key=key)
 
@@ -214,7 +211,7 @@ def _backward(node: _Node, dy, mode: str, where: str, keep=None):
         return out, layer.bwd(node.res, dy)[1]   # the wrapper's own dx (e.g. + dy)
     if node.kind == "tie":
         return _tie_backward(node, dy, mode, where)
-    if getattr(layer, "has_state", False) or getattr(layer.fwd, "fnnet_batch_coupled", False):
+    if layer.has_state or meta(layer).batch_coupled:
         raise _unsupported(layer, "couples the examples of a batch (batch statistics)", where)
     node.dy = dy
     _, dx = layer.bwd(node.res, dy)
@@ -224,10 +221,10 @@ def _backward(node: _Node, dy, mode: str, where: str, keep=None):
             return jax.tree.map(lambda a: jnp.zeros((n, *jnp.shape(a)), jnp.result_type(a)),
                                 node.params), dx
         return None, dx
-    sq = getattr(layer.fwd, "fnnet_sqnorm", None)
+    sq = meta(layer).sqnorm
     if mode == "sqnorm" and sq is not None and not (keep and id(node) in keep):
         return _wide(sq(node.res, dy)), dx
-    rule = getattr(layer.fwd, "fnnet_per_example", None)
+    rule = meta(layer).per_example
     g = rule(node.res, dy) if rule is not None else _fallback(node, dy, where)
     if keep and id(node) in keep:
         keep[id(node)] = g
@@ -240,7 +237,7 @@ def _tie_groups(node: _Node):
         return tuple(jax.tree_util.SequenceKey(k) if isinstance(k, int) else
                      jax.tree_util.DictKey(k) for k in path)
 
-    source, targets = node.layer.fwd.fnnet_tie
+    source, targets = meta(node.layer).graph.shares
     return {keypath(source): [keypath(t) for t in targets]}
 
 

@@ -1,10 +1,11 @@
 """Learning rules other than backprop: layers whose backward is NOT the true VJP, on purpose.
 
 Each wrapper keeps a layer's forward and replaces its backward. Such a layer
-carries ``fwd.fnnet_rule`` (the rule's name, read by :func:`fnnet.check_grads`,
+says in its record (``named(..., rule=, true_bwd=)``, read with
+:func:`fnnet.core.meta`) the rule's name (read by :func:`fnnet.check_grads`,
 :func:`fnnet.check_layer` and :func:`fnnet.gradient_diagnostics`, which report
-the difference as intended, not as a failure) and ``fwd.fnnet_true_bwd`` (the
-true VJP, used to measure how far the rule's updates are from the gradient).
+the difference as intended, not as a failure) and ``true_bwd`` (the true VJP,
+used to measure how far the rule's updates are from the gradient).
 
 ==========================  =======================  ===========================  ==============
 rule                        forward                  backward (the rule)          true backward
@@ -47,18 +48,12 @@ import numpy as np
 
 from . import _checks
 from .combinators import flat_layers
-from .core import Layer, Loss, named
+from .core import Layer, Loss, meta, named, no_params
 from .grad import require_key
 from .initializers import glorot_uniform
 
 __all__ = ["feedback_alignment", "straight_through", "SignSTE", "RoundSTE", "GradientReversal",
            "alignment_angles", "rule_grads"]
-
-
-def _mark(layer: Layer, rule: str, true_bwd) -> Layer:
-    layer.fwd.fnnet_rule = rule
-    layer.fwd.fnnet_true_bwd = true_bwd
-    return layer
 
 
 def feedback_alignment(layer: Layer, key, *, b_init=glorot_uniform) -> Layer:
@@ -86,15 +81,9 @@ def feedback_alignment(layer: Layer, key, *, b_init=glorot_uniform) -> Layer:
         # Dense's bwd with B in W's place: the same dW, db; dx = dy B^T
         return layer.bwd((x, b_init(feedback_key, w.shape, w.dtype)), dy)
 
-    for attr in ("fnnet_per_example", "fnnet_sqnorm"):  # dW, db are Dense's own
-        if hasattr(layer.fwd, attr):
-            setattr(fwd, attr, getattr(layer.fwd, attr))
-    return _mark(named(name, layer.init, fwd, bwd), "feedback alignment", layer.bwd)
-
-
-def _no_params(key, input_shape):
-    del key, input_shape
-    return ()
+    dense = meta(layer)  # dW, db are Dense's own, and so are its per-example rules
+    return named(name, layer.init, fwd, bwd, per_example=dense.per_example, sqnorm=dense.sqnorm,
+                 rule="feedback alignment", true_bwd=layer.bwd)
 
 
 def straight_through(f, name: str, *, true_derivative=None) -> Layer:
@@ -115,7 +104,7 @@ def straight_through(f, name: str, *, true_derivative=None) -> Layer:
         d = jnp.zeros_like(x) if true_derivative is None else true_derivative(x)
         return (), (dy * d).astype(dy.dtype)
 
-    return _mark(named(name, _no_params, fwd, bwd), "straight-through estimator", true_bwd)
+    return named(name, no_params, fwd, bwd, rule="straight-through estimator", true_bwd=true_bwd)
 
 
 SignSTE = straight_through(jnp.sign, "SignSTE")
@@ -136,14 +125,15 @@ def GradientReversal(scale: float = 1.0) -> Layer:
     def bwd(res, dy):
         return (), (-scale * dy).astype(dy.dtype)
 
-    return _mark(named(name, _no_params, fwd, bwd), "gradient reversal", lambda res, dy: ((), dy))
+    return named(name, no_params, fwd, bwd, rule="gradient reversal",
+                 true_bwd=lambda res, dy: ((), dy))
 
 
 # --- measuring a rule against the gradient -----------------------------------------------
 
 def rule_grads(model: Layer, loss: Loss, params, x, y, *, key=None):
     """``(value, rule_grads, true_grads)``: the manual gradient as the rules make it and the
-    true gradient (every rule layer's ``fnnet_true_bwd`` instead), from ONE forward.
+    true gradient (every rule layer's ``true_bwd`` instead), from ONE forward.
 
     Rule layers are found among the ``serial`` leaves of ``model``. No autodiff.
     """
@@ -160,7 +150,7 @@ def rule_grads(model: Layer, loss: Loss, params, x, y, *, key=None):
         grads, dy = [None] * len(entries), dout
         for i in reversed(range(len(entries))):
             layer = entries[i][1]
-            bwd = getattr(layer.fwd, "fnnet_true_bwd", layer.bwd) if true else layer.bwd
+            bwd = (meta(layer).true_bwd or layer.bwd) if true else layer.bwd
             grads[i], dy = bwd(residuals[i], dy)
         return grads
 

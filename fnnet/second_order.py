@@ -33,7 +33,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, Loss
+from .core import Layer, Loss, meta
 from .grad import loss_fn, value_and_grad
 
 __all__ = ["hvp", "check_hvp", "check_layer_double_backward"]
@@ -100,7 +100,7 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
         return _discrete(layer.fwd(p, xx, key=key)[1])
 
     theta = (params, x, dy) if x_float else (params, dy)
-    rule = getattr(layer.fwd, "fnnet_rule", "")  # its bwd is not the true VJP on purpose
+    rule = meta(layer).rule  # its bwd is not the true VJP on purpose
     rules = {i: rule for i in range(len(jax.tree.leaves(theta)))} if rule else {}
     names = ("dx", "dy") if x_float else ("dy",)
     return _check(f"{layer.name} (double backward)", theta, reference, jax.grad(through_manual),

@@ -13,9 +13,9 @@ The contract, in four lines::
     y = forward(model, params, x, state=state)[0]         # inference (key=None): running statistics
 
 A stateful layer is an ordinary :class:`~fnnet.Layer` whose ``fwd`` also accepts
-``state=`` (used in inference only) and which carries a :class:`StateRule`
-attached by :func:`with_state`: ``init(params) -> state`` and ``update(state,
-residuals) -> state``, the latter reading what the training forward computed (the
+``state=`` (used in inference only) and whose record carries a :class:`StateRule`
+(``named(..., state=StateRule(init, update))``): ``init(params) -> state`` and
+``update(state, residuals) -> state``, the latter reading what the training forward computed (the
 residuals), so nothing runs twice. Combinators (``serial``, ``parallel``, ...)
 that contain a stateful layer are stateful themselves: their state is a tuple
 with one entry per child (``()`` for stateless children).
@@ -28,11 +28,12 @@ the new state comes back as the LAST return value (``value_and_grad``,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
-from .core import Layer
+from .core import Layer, meta
 
-__all__ = ["StateRule", "with_state", "init_state", "update_state", "children_state_rule"]
+__all__ = ["StateRule", "with_state", "init_state", "update_state"]
 
 
 class StateRule(NamedTuple):
@@ -43,15 +44,25 @@ class StateRule(NamedTuple):
 
 
 def with_state(layer: Layer, init: Callable, update: Callable) -> Layer:
-    """Mark ``layer`` as stateful with the rule ``(init, update)``; returns ``layer``."""
-    layer.fwd.fnnet_state = StateRule(init, update)
+    """Mark ``layer`` as stateful with the rule ``(init, update)``; returns ``layer``.
+    (A layer built with :func:`fnnet.named` says ``state=StateRule(init, update)``.)"""
+    layer.fwd.fnnet_meta = dataclasses.replace(meta(layer), state=StateRule(init, update))
     return layer
 
 
 def init_state(model: Layer, params):
-    """The model's initial state, built from its params; ``()`` for a stateless model."""
-    rule = getattr(model.fwd, "fnnet_state", None)
-    return () if rule is None else rule.init(params)
+    """The model's initial state, built from its params; ``()`` for a stateless model.
+
+    A combinator's state is its children's, a tuple with one entry per child (a
+    wrapper of one child, e.g. ``residual``, has the child's state itself)."""
+    m = meta(model)
+    if m.state is not None:
+        return m.state.init(params)
+    if not model.has_state:
+        return ()
+    g = m.graph
+    states = tuple(init_state(c, p) for c, p in zip(g.children, g.params(params)))
+    return states[0] if g.wrapper else states
 
 
 def update_state(model: Layer, state, residuals):
@@ -59,22 +70,13 @@ def update_state(model: Layer, state, residuals):
 
     Pure and jit-able; returns ``state`` unchanged for a stateless model.
     """
-    rule = getattr(model.fwd, "fnnet_state", None)
-    return state if rule is None else rule.update(state, residuals)
-
-
-def children_state_rule(layers, split_params, split_residuals) -> StateRule:
-    """The rule of a combinator whose state is a tuple, one entry per child.
-
-    ``split_params(params)`` and ``split_residuals(res)`` give the children's
-    params and residuals in order.
-    """
-
-    def init(params):
-        return tuple(init_state(l, p) for l, p in zip(layers, split_params(params)))
-
-    def update(state, res):
-        return tuple(update_state(l, s, r)
-                     for l, s, r in zip(layers, state, split_residuals(res)))
-
-    return StateRule(init, update)
+    m = meta(model)
+    if m.state is not None:
+        return m.state.update(state, residuals)
+    if not model.has_state:
+        return state
+    g = m.graph
+    parts = g.residuals(residuals)
+    if g.wrapper:
+        return update_state(g.children[0], state, parts[0])
+    return tuple(update_state(c, s, r) for c, s, r in zip(g.children, state, parts))

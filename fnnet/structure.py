@@ -29,6 +29,7 @@ traced, later equal ones reuse its compiled program.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import types
 
@@ -134,6 +135,8 @@ def _describe(obj, depth, active, memo):
         return ("method", sub(obj.__func__), sub(obj.__self__))
     if isinstance(obj, tuple):
         return (type(obj), tuple(sub(v) for v in obj))
+    if dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen:   # a layer's record
+        return (type(obj), tuple(sub(getattr(obj, f.name)) for f in dataclasses.fields(obj)))
     if isinstance(obj, (list, dict, set, bytearray)):
         return _Identity(obj)                  # mutable: may change after it was described
     try:

@@ -24,7 +24,7 @@ import math
 
 import jax
 
-from .core import Layer
+from .core import Layer, meta
 from .shapes import abstract_batch, check_shape_tree, output_aval, shape_tree
 from .state import init_state
 
@@ -117,23 +117,21 @@ def _count(tree) -> int:
 def _walk(layer: Layer, params, aval, depth, rows):
     out = output_aval(layer, params, aval)
     state = jax.eval_shape(lambda p: init_state(layer, p), params)
-    kids = getattr(layer.fwd, "fnnet_layers", None)
-    inner = getattr(layer.fwd, "fnnet_inner", None)
-    leaf = kids is None and inner is None
+    graph = meta(layer).graph
+    kind = graph.kind if graph is not None and graph.kind != "mixed_precision" else None
+    leaf = kind is None
     name = layer.name if leaf else layer.name.split("(")[0]
     rows.append(SummaryRow(depth, name, shape_tree(out), _leaves(params) if leaf else {},
                            _count(params), _leaves(state) if leaf else {}, _count(state)))
-    route = getattr(layer.fwd, "fnnet_route", None)
-    if route == "serial":
-        for child, p in zip(kids, params):
+    if kind == "serial":
+        for child, p in zip(graph.children, params):
             _walk(child, p, aval, depth + 1, rows)
             aval = output_aval(child, p, aval)
-    elif route == "parallel":
-        for child, p, a in zip(kids, params, aval):
+    elif kind == "parallel":
+        for child, p, a in zip(graph.children, params, aval):
             _walk(child, p, a, depth + 1, rows)
-    elif inner is not None:
-        fill = getattr(layer.fwd, "fnnet_fill", lambda p: p)
-        _walk(inner, fill(params), aval, depth + 1, rows)
+    elif kind is not None:
+        _walk(graph.children[0], graph.params(params)[0], aval, depth + 1, rows)
     return out
 
 
@@ -146,3 +144,11 @@ def summary(model: Layer, input_shape) -> Summary:
     rows = []
     _walk(model, params, abstract_batch(input_shape, model.input_dtype), 0, rows)
     return Summary(model.name, tuple(input_shape), tuple(rows))
+
+
+def _summary_method(self, input_shape):
+    """The table of :func:`fnnet.summary`: ``net.summary((784,))``."""
+    return summary(self, input_shape)
+
+
+Layer.summary = _summary_method   # installed here: core, a floor below, never imports summary

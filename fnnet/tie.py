@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .core import Layer, named
-from .state import init_state, update_state, with_state
+from .core import Graph, Layer, combinator, meta
 
 __all__ = ["tie"]
 
@@ -117,26 +116,18 @@ def tie(model: Layer, source, *targets) -> Layer:
             params = _set(params, t, None)
         return params
 
-    def fwd(params, x, *, key=None, state=None):
-        full = fill(params)
-        if model.has_state:
-            return model.fwd(full, x, key=key, state=state)
-        return model.fwd(full, x, key=key)
+    def forward(params, x, key, state, run):
+        return run(0, fill(params), x, key, state)
 
-    def bwd(res, dy):
-        dparams, dx = model.bwd(res, dy)
+    def backward(res, dy, back):
+        dparams, dx = back(0, res, dy)
         total = _get(dparams, source, name)
         for t in targets:
             total = total + _get(dparams, t, name)
             dparams = _set(dparams, t, None)
         return _set(dparams, source, total), dx
 
-    layer = named(name, init, fwd, bwd, needs_key=model.needs_key,
-                  input_dtype=getattr(model.fwd, "fnnet_input_dtype", None))
-    fwd.fnnet_inner = model
-    fwd.fnnet_fill = fill
-    fwd.fnnet_tie = (source, targets)
-    if model.has_state:
-        with_state(layer, lambda p: init_state(model, fill(p)),
-                   lambda s, r: update_state(model, s, r))
-    return layer
+    graph = Graph("tie", (model,), forward, backward, params=lambda p: (fill(p),),
+                  residuals=lambda r: (r,), wrapper=True, output=0, additive=False,
+                  shares=(source, targets))
+    return combinator(name, init, graph, input_dtype=meta(model).input_dtype)

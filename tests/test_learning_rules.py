@@ -59,7 +59,7 @@ def test_check_grads_still_catches_a_wrong_layer_upstream_of_a_rule(fa_problem):
     broken = fn.Layer(dense.init, dense.fwd,
                       lambda res, dy: ({"w": 2 * dense.bwd(res, dy)[0]["w"],
                                         "b": dense.bwd(res, dy)[0]["b"]}, dense.bwd(res, dy)[1]))
-    bad = fn.serial(broken, *net.fwd.fnnet_layers[1:])
+    bad = fn.serial(broken, *fn.core.meta(net).graph.children[1:])
     report = fn.check_grads(bad, CE, params, x, y, num_directions=1)
     assert [l.path for l in report.failures] == ["[0]['w']"], report
 
@@ -78,11 +78,11 @@ def test_ste_and_gradient_reversal(layer, true_factor):
     np.testing.assert_allclose(dx, dy if true_factor is not None else -0.5 * dy)
     np.testing.assert_array_equal(jax.jit(lambda x, dy: layer.bwd(layer.fwd((), x)[1], dy)[1])(
         x, dy), dx)                                   # jit vs eager
-    _, true_dx = layer.fwd.fnnet_true_bwd(res, dy)
+    _, true_dx = fn.core.meta(layer).true_bwd(res, dy)
     np.testing.assert_array_equal(true_dx, dy * true_factor if true_factor is not None else dy)
     report = fn.check_layer(layer, (), jax.random.normal(jax.random.key(0), (3, 4)),
                             num_directions=1)
-    assert report.ok and report.leaves[0].rule == layer.fwd.fnnet_rule, report
+    assert report.ok and report.leaves[0].rule == fn.core.meta(layer).rule, report
 
 
 def test_angles_in_the_diagnostics(fa_problem):

@@ -33,7 +33,6 @@ def counting(model):
         calls.append(1)
         return model.fwd(params, x, key=key)
 
-    fwd.fnnet_layers = model.fwd.fnnet_layers
     return fn.Layer(model.init, fwd, model.bwd), calls
 
 

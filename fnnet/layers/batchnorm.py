@@ -49,7 +49,7 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, Static, named
 from ..initializers import ones, zeros
-from ..state import with_state
+from ..state import StateRule
 
 
 def BatchNorm(momentum: float = 0.1, eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
@@ -120,4 +120,5 @@ def BatchNorm(momentum: float = 0.1, eps: float = 1e-5, *, dtype=jnp.float32) ->
         return {"mean": (1 - m) * state["mean"] + m * mu.astype(state["mean"].dtype),
                 "var": (1 - m) * state["var"] + m * (var * (n / (n - 1))).astype(state["var"].dtype)}
 
-    return with_state(named(name, init, fwd, bwd, needs_key=True), init_state, update_state)
+    return named(name, init, fwd, bwd, needs_key=True,
+                 state=StateRule(init_state, update_state))

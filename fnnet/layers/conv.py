@@ -213,5 +213,5 @@ def Conv2D(features: int, kernel_size, *, stride=1, padding="SAME", dilation=1,
         x, w = res
         return conv_backward(name, x, w, dy, strides, padding, dil)
 
-    fwd.fnnet_per_example, fwd.fnnet_sqnorm = conv_rules(name, strides, padding, dil)
-    return named(name, init, fwd, bwd)
+    per_example, sqnorm = conv_rules(name, strides, padding, dil)
+    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm)

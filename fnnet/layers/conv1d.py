@@ -82,5 +82,5 @@ def Conv1D(features: int, kernel_size: int, *, stride: int = 1, padding="SAME", 
         x, w = res
         return conv_backward(name, x, w, dy, strides, padding, dil)
 
-    fwd.fnnet_per_example, fwd.fnnet_sqnorm = conv_rules(name, strides, padding, dil)  # per_example
-    return named(name, init, fwd, bwd)
+    per_example, sqnorm = conv_rules(name, strides, padding, dil)
+    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm)

@@ -111,8 +111,7 @@ def Dense(features: int, *, w_init=glorot_uniform, b_init=zeros, dtype=jnp.float
         x3, dy3, _ = _per_example_view(res, dy)
         return ghost_sqnorm(x3, dy3) + jnp.sum(jnp.square(dy3.sum(axis=1)), axis=-1)
 
-    fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm)
 
 
 def _per_example_view(res, dy):

@@ -85,5 +85,4 @@ def LayerNorm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
         return {"scale": jnp.sum(dy * xhat, axis=axes).astype(scale.dtype),
                 "bias": jnp.sum(dy, axis=axes).astype(scale.dtype)}
 
-    fwd.fnnet_per_example = per_example
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd, per_example=per_example)

@@ -67,5 +67,4 @@ def PositionalEmbedding(max_len: int, *, init=normal(0.02), dtype=jnp.float32) -
     def sqnorm(res, dy):
         return jnp.sum(jnp.square(dy), axis=(1, 2))
 
-    fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
-    return named(name, init_fn, fwd, bwd)
+    return named(name, init_fn, fwd, bwd, per_example=per_example, sqnorm=sqnorm)

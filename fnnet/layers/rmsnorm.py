@@ -62,5 +62,4 @@ def RMSNorm(eps: float = 1e-6, *, dtype=jnp.float32) -> Layer:
         xhat, _, scale = res
         return {"scale": jnp.sum(dy * xhat, axis=tuple(range(1, dy.ndim - 1))).astype(scale.dtype)}
 
-    fwd.fnnet_per_example = per_example
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd, per_example=per_example)

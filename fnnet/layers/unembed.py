@@ -61,8 +61,7 @@ def Unembed(num_embeddings: int, *, table_init=None, dtype=jnp.float32) -> Layer
     def sqnorm(res, dy):  # ghost norm over the time steps
         return ghost_sqnorm(_examples(res[0]), _examples(dy))
 
-    fwd.fnnet_per_example, fwd.fnnet_sqnorm = per_example, sqnorm
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm)
 
 
 def _examples(a):
