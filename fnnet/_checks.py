@@ -117,32 +117,3 @@ def nchw_looking_shape(name: str, input_shape):
             f"NCHW: {h} channel(s) of {w}x{c}); its declared channels exceed its height. fnnet "
             f"takes (height, width, channels): for that data pass ({w}, {c}, {h}) and "
             f"transpose it with x.transpose(0, 2, 3, 1).", UserWarning, stacklevel=4)
-
-
-# Losses that take logits, and the output layers that turn logits into probabilities.
-LOGIT_LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "kl_divergence")
-PROBABILITY_LAYERS = ("Softmax", "Sigmoid")
-
-
-def final_layer(model):
-    """The layer that produces ``model``'s output: the last layer of a ``serial`` chain
-    (nested chains followed), else ``model`` itself."""
-    from .core import meta
-
-    while (graph := meta(model).graph) is not None and graph.kind == "serial":
-        model = graph.children[-1]
-    return model
-
-
-def logits_for_loss(model, loss, where: str):
-    """Warn (``UserWarning``) when a model ending in Softmax/Sigmoid feeds a loss that
-    takes logits: the loss would apply softmax/sigmoid a second time, training runs
-    but learns the wrong thing, silently."""
-    base = getattr(loss.fwd, "base", None) or getattr(loss, "name", "")
-    last = final_layer(model)
-    if any(n in base for n in LOGIT_LOSSES) and getattr(last, "name", "") in PROBABILITY_LAYERS:
-        warnings.warn(
-            f"{where}: {model.name} ends in {last.name} (probabilities) but {loss.name} takes "
-            f"logits and applies the softmax/sigmoid itself, so it would be applied twice. "
-            f"Drop the final {last.name} for training (apply it at prediction time).",
-            UserWarning, stacklevel=3)

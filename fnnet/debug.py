@@ -1,16 +1,16 @@
 """Finding NaNs: ``find_nonfinite`` walks the manual path layer by layer.
 
 It runs exactly what ``value_and_grad(method="manual")`` runs, eagerly and one
-layer at a time: each sub-layer's forward (for a ``serial`` model, recursively
-into nested ``serial``s, found through ``model.fwd.fnnet_layers``), the loss
-forward and backward, then each layer's backward in reverse. After every piece
-it checks the result for NaN/inf and reports the FIRST non-finite one::
+layer at a time, on :mod:`fnnet.walk`'s tape (every combinator opened): each
+layer's forward, the loss forward and backward, then each layer's backward in
+reverse. After every piece it checks the result for NaN/inf and reports the
+FIRST non-finite one::
 
     report = fn.find_nonfinite(net, loss, params, x, y)
     report.ok          # True when everything is finite
     print(report)      # e.g. "forward output of layer 2 (Log) [path 2] is non-finite: 3 of 12 values (inf)"
 
-The key (if any) is split per layer exactly as ``serial`` splits it, so a
+The key (if any) is split per layer exactly as the model splits it, so a
 model with Dropout sees the same masks as in training.
 """
 
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .combinators import flat_layers
 from .core import Layer, Loss
+from .walk import backward, nodes, record
 
 __all__ = ["NonfiniteReport", "find_nonfinite"]
 
@@ -65,27 +65,29 @@ def _bad(tree):
     return None
 
 
+class _Found(Exception):
+    def __init__(self, report):
+        self.report = report
+
+
 def find_nonfinite(model: Layer, loss: Loss, params, x, y, *, key=None) -> NonfiniteReport:
     """Run the manual path layer by layer; report the first non-finite value.
 
-    Checks, in order: the input ``x``; each layer's forward output; the loss
-    value; the loss's ``dlogits``; then walking backward, each layer's ``dparams``
-    and ``dx``. No autodiff runs (rule 3). Works on any model; a ``serial`` is
-    inspected layer by layer, any other layer as one piece.
+    Checks, in order: the input ``x``; each layer's forward output (leaves and the
+    combinators around them, as each finishes); the loss value; the loss's
+    ``dlogits``; then walking backward, each layer's ``dparams`` and ``dx``. No
+    autodiff runs (rule 3). Works on any model: every combinator is opened
+    (:mod:`fnnet.walk`).
     """
     bad = _bad(x)
     if bad:
         return NonfiniteReport(False, "input", (), "", "x", bad[1])
-    pieces = flat_layers(model, params, key)
-    residuals = []
-    h = x
-    for position, layer, p, k in pieces:
-        h, r = layer.fwd(p, h, key=k)
-        residuals.append(r)
-        bad = _bad(h)
+    _, root = record(model, params, x, key=key)
+    for node in nodes(root, post=True):   # in the order the forward finishes them
+        bad = _bad(node.y)
         if bad:
-            return NonfiniteReport(False, "forward", position, layer.name, "output", bad[1])
-    value, lres = loss.fwd(h, y)
+            return NonfiniteReport(False, "forward", node.path, node.layer.name, "output", bad[1])
+    value, lres = loss.fwd(root.y, y)
     bad = _bad(value)
     if bad:
         return NonfiniteReport(False, "loss", (), loss.name, "value", bad[1])
@@ -93,12 +95,19 @@ def find_nonfinite(model: Layer, loss: Loss, params, x, y, *, key=None) -> Nonfi
     bad = _bad(dy)
     if bad:
         return NonfiniteReport(False, "loss backward", (), loss.name, "dlogits", bad[1])
-    for (position, layer, _, _), r in zip(reversed(pieces), reversed(residuals)):
-        dparams, dy = layer.bwd(r, dy)
-        bad = _bad(dparams)
-        if bad:
-            return NonfiniteReport(False, "backward", position, layer.name, f"dparams{bad[0]}", bad[1])
-        bad = _bad(dy)
-        if bad:
-            return NonfiniteReport(False, "backward", position, layer.name, "dx", bad[1])
+
+    def hook(node, dy, inside):
+        dparams, dx = inside(dy)
+        for what, tree in (("dparams", dparams), ("dx", dx)):
+            bad = _bad(tree)
+            if bad:
+                raise _Found(NonfiniteReport(False, "backward", node.path, node.layer.name,
+                                             what + (bad[0] if what == "dparams" else ""),
+                                             bad[1]))
+        return dparams, dx
+
+    try:
+        backward(root, dy, hook)
+    except _Found as found:
+        return found.report
     return NonfiniteReport(True)

@@ -1,13 +1,17 @@
 """Seeing inside: per-layer gradient statistics for one batch.
 
 ``gradient_diagnostics(model, loss, params, x, y)`` runs the model's forward and
-its hand-written backward **layer by layer** (the layers of ``serial`` models,
-nested serials included, are visited one at a time) and records, for every
-layer ``i`` with input ``x_i``, output ``y_i = f_i(p_i, x_i)`` and output
-cotangent ``dy_i`` (the gradient of the loss w.r.t. ``y_i``)::
+its hand-written backward **layer by layer** (every leaf layer, seen through every
+combinator by :mod:`fnnet.walk`: ``serial``, ``parallel``, ``residual``, ``tie``,
+``mixed_precision``) and records, for every layer ``i`` with input ``x_i``,
+output ``y_i = f_i(p_i, x_i)`` and output cotangent ``dy_i`` (the gradient of the
+loss w.r.t. ``y_i``)::
 
-    grad_norms[leaf]    ||dL/dp_i[leaf]||_2            per params leaf ("w", "b", ...)
-    dx_norm             ||dL/dx_i||_2                   the cotangent passed to layer i-1
+    grad_norms[leaf]    ||dL/dp_i[leaf]||_2            per params leaf ("w", "b", ...): the
+                        gradient the model's params receive there (a tied parameter's
+                        total; unscaled, in the master dtype, inside mixed_precision,
+                        where dy and dx are the scaled compute-dtype cotangents)
+    dx_norm             ||dL/dx_i||_2                   the cotangent the layer passes back
     dy_norm             ||dL/dy_i||_2
     update_norms[leaf]  ||update[leaf]||, and update_ratio = ||update|| / ||p_i||
                         (needs learning_rate= for an SGD step, or updates=)
@@ -42,7 +46,8 @@ The signals:
   (manual) cotangent, so an error in layer ``k`` shows up at layer ``k`` only --
   the layers before it still see a consistent, if wrong, cotangent.
   ``diag.wrong_layers`` lists the indices whose error exceeds the tolerance
-  (``1e-5`` in float32, see :func:`fnnet.gradcheck.autodiff_rtol`).
+  (by the layer's output dtype: ``1e-5`` in float32, ``1e-2`` in bfloat16, see
+  :func:`fnnet.gradcheck.autodiff_rtol`).
 
 ``jax.vjp`` runs here only as the referee; the statistics themselves come from the
 manual path. The result is plain data: ``print(diag)`` shows a table,
@@ -61,11 +66,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .combinators import flat_layers
+from .combinators import flat_layers  # noqa: F401  (re-exported: the chain view)
 from .core import Layer, Loss, meta
 from .gradcheck import autodiff_rtol
 from .grad import require_key
 from .rules import alignment_angles
+from .walk import backward, leaf_nodes, leaves, record, seed
 
 __all__ = ["gradient_diagnostics", "GradientDiagnostics", "LayerDiagnostics", "flat_layers"]
 
@@ -338,37 +344,29 @@ def _activation_stats(name: str, y) -> dict:
 
 
 def _walk(model: Layer, loss: Loss, check_vjp: bool):
-    """The traceable core: ``walk(params, x, y, key) -> (loss, [row dicts of arrays])``."""
+    """The traceable core: ``walk(params, x, y, key) -> (loss, [row dicts of arrays])``,
+    one row per leaf layer of the tape (:mod:`fnnet.walk`), in forward order."""
 
     def stats(params, x, y, key):
-        entries = flat_layers(model, params, key)
-        inputs, outputs, residuals = [], [], []
-        h = x
-        for i, (_, layer, p, k) in enumerate(entries):
-            inputs.append(h)
-            try:
-                h, r = layer.fwd(p, h, key=k)
-            except (ValueError, TypeError) as err:
-                raise type(err)(f"{err} [layer {i} ({layer.name}) in gradient_diagnostics]") from err
-            outputs.append(h)
-            residuals.append(r)
-        value, lres = loss.fwd(h, y)
-        dy = loss.bwd(lres, jnp.ones((), value.dtype))
+        out, root = record(model, params, x, key=key)
+        value, dout = seed(loss, out, y)
+        rows = {}
 
-        # Backward, by hand, layer by layer; jax.vjp only referees.
-        rows = [None] * len(entries)
-        for i in reversed(range(len(entries))):
-            _, layer, p, k = entries[i]
-            xi = inputs[i]
-            dp, dx = layer.bwd(residuals[i], dy)
-            # raw arrays; the statistics are computed on the host (no per-shape compiles)
-            row = {"dp": dp, "dy": dy, "dx": dx if _is_float(xi) else None,
-                   "y": outputs[i] if layer.name in ACTIVATIONS else None, "ref": None}
-            if check_vjp:
-                row["ref"] = _vjp_reference(layer, p, xi, k, dy)
-            rows[i] = row
-            dy = dx
-        return value, rows
+        # Backward, by hand, node by node; jax.vjp only referees each leaf.
+        def hook(node, dy, inside):
+            dp, dx = inside(dy)
+            if node.leaf:
+                layer, xi = node.layer, node.x
+                # raw arrays; the statistics are computed on the host (no per-shape compiles)
+                row = {"dp": dp, "dy": dy, "dx": dx if _is_float(xi) else None,
+                       "y": node.y if layer.name in ACTIVATIONS else None, "ref": None}
+                if check_vjp:
+                    row["ref"] = _vjp_reference(layer, node.params, xi, node.key, dy)
+                rows[id(node)] = row
+            return dp, dx
+
+        grads, _ = backward(root, dout, hook)
+        return value, [rows[id(n)] for n in leaf_nodes(root)], grads
 
     return stats
 
@@ -400,17 +398,19 @@ def _compiled(model: Layer, loss: Loss, check_vjp: bool):
     return jax.jit(_walk(model, loss, check_vjp))
 
 
-def _shapes(model: Layer, params, x, key) -> list:
-    """Each leaf layer's output shape (by ``jax.eval_shape``: nothing is computed)."""
+def _tape(model: Layer, params, x, key) -> list:
+    """Each leaf layer's ``(path, layer, input shape, output shape, output dtype)``
+    (by ``jax.eval_shape``: nothing is computed)."""
+    found = []
 
-    def outs(params, x, key):
-        h, res = x, []
-        for _, layer, p, k in flat_layers(model, params, key):
-            h = layer.fwd(p, h, key=k)[0]
-            res.append(h)
-        return res
+    def trace(params, x):
+        _, root = record(model, params, x, key=key)
+        found.extend((n.path, n.layer, _shape_of(n.x), _shape_of(n.y),
+                      jnp.result_type(*jax.tree.leaves(n.y) or [jnp.float32]))
+                     for n in leaf_nodes(root))
 
-    return [_shape_of(o) for o in jax.eval_shape(outs, params, x, key)]
+    jax.eval_shape(trace, params, x)
+    return found
 
 
 def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
@@ -420,16 +420,16 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
     """Per-layer gradient statistics of ``loss(model(params, x), y)`` on one batch.
 
     Args:
-      model: a Layer; ``serial`` models are expanded layer by layer.
+      model: a Layer; every combinator is expanded down to its leaf layers.
       loss, params, x, y: as for :func:`fnnet.value_and_grad`.
-      key: PRNG key for random layers (split per layer as ``serial`` does).
+      key: PRNG key for random layers (split per layer as the combinators split it).
       learning_rate: if given, the update ratio is that of one SGD step,
         ``learning_rate * ||g|| / ||w||``.
       updates: alternatively, the updates an optimizer would add to ``params``
         (same tree as ``params``, e.g. from ``opt.update``); ratio ``||u|| / ||w||``.
       check_vjp: compare each layer's manual ``bwd`` with ``jax.vjp`` of its ``fwd``.
       vanishing_ratio: threshold of :attr:`GradientDiagnostics.vanishing`.
-      rtol: manual-vs-vjp tolerance (default by dtype: 1e-5 in float32).
+      rtol: manual-vs-vjp tolerance (default by each layer's output dtype: 1e-5 in float32).
       jit: compile the whole walk with ``jax.jit`` (cached per model and loss): worth
         it when the same model is diagnosed repeatedly, e.g. every few epochs. The
         default runs eagerly, which re-uses JAX's per-operation caches across models
@@ -441,7 +441,6 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
     if learning_rate is not None and updates is not None:
         raise ValueError("gradient_diagnostics: pass learning_rate= or updates=, not both")
     require_key(model, key, "gradient_diagnostics")
-    entries = flat_layers(model, params)
     if updates is not None and jax.tree.structure(updates) != jax.tree.structure(params):
         raise ValueError("gradient_diagnostics: updates must have the tree structure of "
                          f"params, got {jax.tree.structure(updates)}")
@@ -453,22 +452,24 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
         except TypeError:  # an unhashable model or loss: compile without the cache
             run = jax.jit(_walk(model, loss, bool(check_vjp)))
     with jax.default_matmul_precision("highest"):
-        value, stats = run(params, x, y, key)
-    value, stats = jax.device_get((value, stats))
-    out_shapes = _shapes(model, params, x, key)
-    in_shapes = [_shape_of(x)] + out_shapes[:-1]
-    tol = autodiff_rtol(jnp.result_type(value)) if rtol is None else rtol
-    update_parts = ([u for _, _, u, _ in flat_layers(model, updates)] if updates is not None
+        value, stats, grads = run(params, x, y, key)
+    value, stats, grads = jax.device_get((value, stats, grads))
+    entries = _tape(model, params, x, key)
+    # the gradient each leaf's params receive: the model's, routed to the leaf (a tied
+    # table's total; unscaled by mixed precision); its own dparams serve the vjp check
+    grad_parts = [g for _, _, g, _ in leaves(model, grads)]
+    param_parts = [p for _, _, p, _ in leaves(model, params)]
+    update_parts = ([u for _, _, u, _ in leaves(model, updates)] if updates is not None
                     else [None] * len(entries))
-
-    rules = [meta(layer).rule for _, layer, _, _ in entries]
+    rules = [meta(layer).rule for _, layer, *_ in entries]
     angles = [None] * len(entries)
     if any(rules):
         angles = [None if not np.isfinite(a) else float(a) for a in
                   np.asarray(alignment_angles(model, loss, params, x, y, key=key))]
     rows = []
-    for i, ((path, layer, p, _), st) in enumerate(zip(entries, stats)):
-        grad_norms = _leaf_norms(st["dp"])
+    for i, ((path, layer, in_shape, out_shape, out_dtype), st) in enumerate(
+            zip(entries, stats)):
+        grad_norms = _leaf_norms(grad_parts[i])
         if update_parts[i] is not None:
             update_norms = _leaf_norms(update_parts[i])
         elif learning_rate is not None:
@@ -484,11 +485,12 @@ def gradient_diagnostics(model: Layer, loss: Loss, params, x, y, *, key=None,
         act = _activation_stats(layer.name, st["y"]) if st["y"] is not None else {}
         dx = st["dx"]
         rows.append(LayerDiagnostics(
-            index=i, path=path, name=layer.name, input_shape=in_shapes[i],
-            output_shape=out_shapes[i], grad_norms=grad_norms, weight_norms=_leaf_norms(p),
+            index=i, path=path, name=layer.name, input_shape=in_shape,
+            output_shape=out_shape, grad_norms=grad_norms, weight_norms=_leaf_norms(param_parts[i]),
             update_norms=update_norms,
             dx_norm=None if dx is None else _norm(dx), dy_norm=_norm(st["dy"]),
-            saturated=act.get("saturated"), dead=act.get("dead"), vjp_error=err, vjp_rtol=tol,
+            saturated=act.get("saturated"), dead=act.get("dead"), vjp_error=err,
+            vjp_rtol=autodiff_rtol(out_dtype) if rtol is None else rtol,
             rule=rules[i], alignment_angle=angles[i]))
     name = model.name if len(model.name) <= 80 else model.name[:72] + f"... ({len(entries)} layers)"
     return GradientDiagnostics(title=f"{name} with {getattr(loss, 'name', 'loss')}",

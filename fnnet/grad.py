@@ -9,13 +9,15 @@ masks): the referee the manual path is checked against.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 
-from . import _checks
 from .core import Layer, Loss, forward
 from .regularizers import add_regularizer
 from .state import update_state
+from .walk import output_layer
 
 METHODS = ("manual", "autodiff")
 
@@ -35,6 +37,26 @@ def require_key(model: Layer, key, where: str):
             f"that needs one: Dropout draws masks, BatchNorm trains on batch statistics); "
             f"pass key=jax.random.key(0), or call fn.apply(model, params, x) for inference."
         )
+
+
+# Losses that take logits, and the output layers that turn logits into probabilities.
+LOGIT_LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "kl_divergence")
+PROBABILITY_LAYERS = ("Softmax", "Sigmoid")
+
+
+def logits_for_loss(model, loss, where: str):
+    """Warn (``UserWarning``) when a model ending in Softmax/Sigmoid (its output layer,
+    :func:`fnnet.walk.output_layer`) feeds a loss that takes logits: the loss would
+    apply softmax/sigmoid a second time, training runs but learns the wrong thing,
+    silently."""
+    base = getattr(loss.fwd, "base", None) or getattr(loss, "name", "")
+    last = output_layer(model)
+    if any(n in base for n in LOGIT_LOSSES) and getattr(last, "name", "") in PROBABILITY_LAYERS:
+        warnings.warn(
+            f"{where}: {model.name} ends in {last.name} (probabilities) but {loss.name} takes "
+            f"logits and applies the softmax/sigmoid itself, so it would be applied twice. "
+            f"Drop the final {last.name} for training (apply it at prediction time).",
+            UserWarning, stacklevel=3)
 
 
 def loss_fn(model: Layer, loss: Loss):
@@ -76,7 +98,7 @@ def value_and_grad(model: Layer, loss: Loss, *, method: str = "manual", regulari
     """
     check_method(method)
     where = f"value_and_grad(method={method!r})"
-    _checks.logits_for_loss(model, loss, where)
+    logits_for_loss(model, loss, where)
 
     if method == "manual":
 

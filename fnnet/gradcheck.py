@@ -55,8 +55,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .core import Layer, Loss, meta
+from .core import Layer, Loss, call, custom_vjp, meta
 from .grad import loss_fn, value_and_grad
+from .walk import leaves, record
 
 __all__ = ["check_grads", "check_layer", "check_loss", "GradCheckReport", "LeafCheck",
            "autodiff_rtol"]
@@ -339,10 +340,10 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
         PyTorch's ``gradgradcheck``).
 
     Learning rules (layers of :mod:`fnnet.rules`, e.g. feedback alignment, whose
-    ``bwd`` is not the true VJP on purpose): the leaves upstream of such a layer
-    are compared with autodiff through the rule's own VJP (``fn.custom_vjp``), and
-    their mismatch with the true gradient (finite differences) is reported as
-    intended, naming the rule, not as a failure.
+    ``bwd`` is not the true VJP on purpose, anywhere in the model): every leaf is
+    compared with autodiff through the rules' own VJPs (``fn.custom_vjp``), and
+    the mismatch with the true gradient (finite differences) of the leaves the
+    rules change is reported as intended, naming the rule, not as a failure.
 
     Returns:
       A :class:`GradCheckReport` with one row per params leaf.
@@ -369,7 +370,7 @@ def check_grads(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int =
     title = f"{model.name} with {getattr(loss, 'name', 'loss')}"
     options = dict(rtol=rtol, fd_rtol=fd_rtol, fd_eps=fd_eps, num_directions=num_directions,
                    finite_differences=finite_differences)
-    rules, reference = _rule_leaves(model, loss, params, cast_data, key)
+    rules, reference = _rule_leaves(model, loss, params, scalar, cast_data, key)
     report = _check(title, params, scalar, grads, signature, key=jax.random.key(seed),
                     reference=reference, rules=rules, **options)
     if double_backward:
@@ -402,37 +403,39 @@ def _locate(model, loss, params, x, y, key) -> tuple:
     return (*lines, "fix that layer first: the rows of the layers before it fail because of it")
 
 
-def _rule_leaves(model, loss, params, cast_data, key):
+def _rule_leaves(model, loss, params, scalar, cast_data, key):
     """``({leaf index: rule name}, reference)`` for a model containing learning-rule
-    layers (``fwd.fnnet_rule``) among its ``serial`` leaves; ``({}, None)`` otherwise.
+    layers (``meta(layer).rule``) among its leaf layers (:mod:`fnnet.walk`);
+    ``({}, None)`` otherwise.
 
-    A leaf is intended to differ when a rule layer lies downstream of its layer;
     ``reference`` is ``jax.grad`` of the forward with every rule layer wrapped by
-    ``fn.custom_vjp`` (autodiff that uses the rule's backward)."""
-    from .combinators import flat_layers
-    from .core import custom_vjp
-
-    entries = flat_layers(model, params)
-    names = [meta(layer).rule for _, layer, _, _ in entries]
-    if not any(names):
+    ``fn.custom_vjp`` (autodiff that uses the rule's backward); a params leaf is
+    intended to differ from the true gradient where this reference does (a leaf
+    upstream of a rule, not one in a parallel branch beside it)."""
+    names = list(dict.fromkeys(meta(layer).rule for _, layer, _, _ in leaves(model, params)
+                               if meta(layer).rule))
+    if not names:
         return {}, None
-    rules, index = {}, 0
-    for j, (_, _, p, _) in enumerate(entries):
-        downstream = next((n for n in names[j + 1:] if n), "")
-        for _ in jax.tree.leaves(p):
-            if downstream:
-                rules[index] = downstream
-            index += 1
-    wrapped = [custom_vjp(layer) if name else None for (_, layer, _, _), name in zip(entries, names)]
+
+    def leaf_fwd(layer, p, x, k, s):
+        if meta(layer).rule:
+            return custom_vjp(layer)(p, x, k), None
+        return call(layer, p, x, k, s)
 
     def with_rules(p):
         xx, yy = cast_data(p)
-        h = xx
-        for (_, layer, pj, kj), w in zip(flat_layers(model, p, key), wrapped):
-            h = w(pj, h, kj) if w is not None else layer.fwd(pj, h, key=kj)[0]
-        return loss.fwd(h, yy)[0]
+        return loss.fwd(record(model, p, xx, key=key, leaf_fwd=leaf_fwd)[0], yy)[0]
 
-    return rules, jax.grad(with_rules)
+    reference = jax.grad(with_rules)
+    with jax.default_matmul_precision("highest"):
+        pairs = list(zip(jax.tree.leaves(jax.jit(reference)(params)),
+                         jax.tree.leaves(jax.jit(jax.grad(scalar))(params))))
+    tol = autodiff_rtol(jnp.result_type(*jax.tree.leaves(params) or [jnp.float32]))
+    top = max((float(np.max(np.abs(a))) for a, _ in pairs if np.size(a)), default=0.0)
+    rule = " / ".join(names)
+    return {i: rule for i, (a, b) in enumerate(pairs) if not np.allclose(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=100 * tol,
+        atol=ABS_FLOOR * tol * top)}, reference
 
 
 def _merge(report: GradCheckReport, extra: GradCheckReport) -> GradCheckReport:

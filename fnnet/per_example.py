@@ -30,35 +30,37 @@ cotangent it already has into per-example quantities:
 * LayerNorm, RMSNorm, PositionalEmbedding: the per-example gradients are as
   small as the activations, and are formed.
 
-How a layer takes part (the rule sits beside its ``bwd``, in the layer's file)::
+How a layer takes part (the rules sit beside its ``bwd``, in the layer's file)::
 
-    fwd.fnnet_per_example(res, dy) -> dparams with a leading batch axis
-    fwd.fnnet_sqnorm(res, dy)      -> (n,) squared norm of those (optional)
+    named(name, init, fwd, bwd, per_example=rule, sqnorm=norm)
+    rule(res, dy) -> dparams with a leading batch axis
+    norm(res, dy) -> (n,) squared norm of those (optional)
 
-``serial`` and ``parallel`` models are walked child by child (``fwd.fnnet_layers``);
-a wrapper exposing ``fwd.fnnet_inner`` whose params are the inner layer's
-(``residual``) is walked into, and so is a ``tie`` (``fwd.fnnet_fill``): a tied
-parameter's per-example gradient is the sum of its uses'; its norm adds the cross
+The walk is :mod:`fnnet.walk`'s tape, so it sees through every combinator: each
+graph combines its children's per-example gradients in its own backward (a tied
+parameter's per-example gradient is the sum of its uses'). For the norms, the
+children's squared norms add where their params are disjoint parts of the
+graph's (``serial``, ``parallel``, ``residual``); a ``tie``'s norm adds the cross
 terms of the uses, from their per-example gradients (formed for the tied leaves
-only). Other combinators (``FanOut``, ``FanInSum``, ``FanInConcat``) and
-every layer without params only pass ``dx`` on. A parametrised layer without a rule falls back to
+only); any other graph (``mixed_precision``, which rescales) forms its
+per-example gradients. Layers without params (``FanOut``, ``FanInSum``, ...)
+only pass ``dx`` on. A parametrised layer without a rule falls back to
 the exact but costly route: ``vmap`` of its forward and backward over single
 examples of its input (as Opacus falls back to ``functorch``); this is refused
 for random layers in training (their masks would differ). Layers whose examples
 interact have no per-example gradients and raise, naming the layer: those with
 layer state (BatchNorm's batch statistics) and any marked
-``fwd.fnnet_batch_coupled = True``.
+``named(..., batch_coupled=True)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from .core import Layer, Loss, layer_keys, meta
+from .core import Layer, Loss, meta
 from .grad import require_key
+from .walk import Node, backward, locate, nodes, record
 
 __all__ = ["per_example_grads", "per_example_grad_norms", "per_example_losses",
            "ghost_sqnorm", "examplewise_sqnorm"]
@@ -117,64 +119,18 @@ def per_example_losses(loss: Loss, out, y):
 
 # --- the walk ------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class _Node:
-    layer: Layer
-    params: object
-    x: object
-    kind: str                 # "serial", "parallel", "inner" (residual), "tie" or "leaf"
-    res: object = None
-    key: object = None
-    children: tuple = ()
-    dy: object = None         # a leaf's output cotangent, recorded by the backward walk
-
-
 def _has_param_leaves(params) -> bool:
     return any(jnp.issubdtype(jnp.result_type(a), jnp.floating) for a in jax.tree.leaves(params))
-
-
-def _kind(layer: Layer) -> str:
-    graph = meta(layer).graph
-    kind = graph and {"residual": "inner"}.get(graph.kind, graph.kind)
-    return kind if kind in ("serial", "parallel", "inner", "tie") else "leaf"
-
-
-def _forward(layer: Layer, params, x, key):
-    """Forward as ``layer.fwd`` computes it, keeping what the per-example backward needs."""
-    kind = _kind(layer)
-    if kind in ("serial", "parallel"):
-        layers = meta(layer).graph.children
-        keys = layer_keys(key, len(layers))
-        nodes, h = [], x
-        if kind == "serial":
-            for child, p, k in zip(layers, params, keys):
-                h, node = _forward(child, p, h, k)
-                nodes.append(node)
-        else:
-            outs = [_forward(child, p, xi, k) for child, p, xi, k in zip(layers, params, x, keys)]
-            h, nodes = tuple(o[0] for o in outs), [o[1] for o in outs]
-        return h, _Node(layer, params, x, kind, key=key, children=tuple(nodes))
-    if kind == "tie":  # the inner model on the filled-in params; the tie itself adds nothing
-        graph = meta(layer).graph
-        y, child = _forward(graph.children[0], graph.params(params)[0], x, key)
-        return y, _Node(layer, params, x, kind, key=key, children=(child,))
-    y, res = layer.fwd(params, x, key=key)
-    if kind == "inner":
-        # e.g. residual(f): params and residuals are f's; f is walked on the same input
-        # (the repeated forward is the same computation: XLA merges it under jit)
-        _, child = _forward(meta(layer).graph.children[0], params, x, key)
-        return y, _Node(layer, params, x, kind, res=res, key=key, children=(child,))
-    return y, _Node(layer, params, x, kind, res=res, key=key)
 
 
 def _unsupported(layer: Layer, why: str, where: str):
     return ValueError(
         f"{where}: {layer.name} {why}, so per-example gradients are not defined for it. "
         f"Use a layer whose examples do not interact (e.g. LayerNorm instead of BatchNorm), "
-        f"or give the layer a rule fwd.fnnet_per_example(res, dy) beside its bwd.")
+        f"or give the layer a rule named(..., per_example=rule), rule(res, dy), beside its bwd.")
 
 
-def _fallback(node: _Node, dy, where: str):
+def _fallback(node: Node, dy, where: str):
     """vmap of the layer's own forward+backward over single examples of its input."""
     layer = node.layer
     if node.key is not None and layer.needs_key:
@@ -188,32 +144,26 @@ def _fallback(node: _Node, dy, where: str):
     return jax.vmap(one)(node.x, dy)
 
 
-def _backward(node: _Node, dy, mode: str, where: str, keep=None):
-    """``(per-example result, dx)``; ``mode`` is ``"grads"`` (a params-shaped tree with a
-    batch axis) or ``"sqnorm"`` (``(n,)``, or None when nothing has params). ``keep``:
-    ``{id(leaf node): None}`` for leaves whose per-example gradients a ``tie`` needs;
-    in ``"sqnorm"`` mode they are formed and stored there."""
-    layer = node.layer
-    if node.kind in ("serial", "parallel"):
-        outs, dxs = [None] * len(node.children), [None] * len(node.children)
-        for i in reversed(range(len(node.children))):
-            if node.kind == "serial":
-                outs[i], dy = _backward(node.children[i], dy, mode, where, keep)
-            else:
-                outs[i], dxs[i] = _backward(node.children[i], dy[i], mode, where, keep)
-        dx = dy if node.kind == "serial" else tuple(dxs)
-        if mode == "grads":
-            return tuple(outs), dx
-        norms = [o for o in outs if o is not None]
-        return (sum(norms) if norms else None), dx
-    if node.kind == "inner":
-        out, _ = _backward(node.children[0], dy, mode, where, keep)
-        return out, layer.bwd(node.res, dy)[1]   # the wrapper's own dx (e.g. + dy)
-    if node.kind == "tie":
-        return _tie_backward(node, dy, mode, where)
-    if layer.has_state or meta(layer).batch_coupled:
+def _batched(grads, params, n):
+    """Per-example gradients: leaves a graph computes itself, the same for every example
+    (a mixed-precision loss scale's 0), get the batch axis too."""
+    return jax.tree.map(lambda g, p: g if jnp.ndim(g) > jnp.ndim(p)
+                        else jnp.broadcast_to(g, (n, *jnp.shape(g))), grads, params)
+
+
+def _opaque(node: Node) -> bool:
+    """Whether a graph below ``node`` (itself excluded) does not simply add its children's
+    norms (a nested tie, mixed precision)."""
+    return any(n is not node and not n.leaf and (n.graph.shares or not n.graph.additive)
+               for n in nodes(node))
+
+
+def _leaf(node: Node, dy, mode: str, where: str, keep):
+    """A leaf layer's per-example result (a params-shaped tree with a batch axis, or its
+    squared norm ``(n,)``, None without params) and its ``dx``."""
+    layer, m = node.layer, meta(node.layer)
+    if layer.has_state or m.batch_coupled:
         raise _unsupported(layer, "couples the examples of a batch (batch statistics)", where)
-    node.dy = dy
     _, dx = layer.bwd(node.res, dy)
     if not _has_param_leaves(node.params):
         n = jax.tree.leaves(dy)[0].shape[0]
@@ -221,74 +171,61 @@ def _backward(node: _Node, dy, mode: str, where: str, keep=None):
             return jax.tree.map(lambda a: jnp.zeros((n, *jnp.shape(a)), jnp.result_type(a)),
                                 node.params), dx
         return None, dx
-    sq = meta(layer).sqnorm
-    if mode == "sqnorm" and sq is not None and not (keep and id(node) in keep):
-        return _wide(sq(node.res, dy)), dx
-    rule = meta(layer).per_example
-    g = rule(node.res, dy) if rule is not None else _fallback(node, dy, where)
-    if keep and id(node) in keep:
+    kept = keep is not None and id(node) in keep
+    if mode == "sqnorm" and m.sqnorm is not None and not kept:
+        return _wide(m.sqnorm(node.res, dy)), dx
+    g = m.per_example(node.res, dy) if m.per_example is not None else _fallback(node, dy, where)
+    if kept:
         keep[id(node)] = g
     return (g if mode == "grads" else examplewise_sqnorm(g)), dx
 
 
-def _tie_groups(node: _Node):
-    """``{source key path: [target key paths]}`` of a ``tie`` node (``fwd.fnnet_tie``)."""
-    def keypath(path):
-        return tuple(jax.tree_util.SequenceKey(k) if isinstance(k, int) else
-                     jax.tree_util.DictKey(k) for k in path)
+def _backward(node: Node, dy, mode: str, where: str, keep=None):
+    """``(per-example result, dx)`` over the tape below ``node``; ``mode`` is ``"grads"``
+    (a params-shaped tree with a batch axis) or ``"sqnorm"`` (``(n,)``, or None when
+    nothing has params). ``keep``: ``{id(leaf node): None}`` for leaves whose
+    per-example gradients a ``tie`` needs; they are formed and stored there."""
 
-    source, targets = meta(node.layer).graph.shares
-    return {keypath(source): [keypath(t) for t in targets]}
+    def hook(node, dy, inside):
+        node.dy, graph = dy, node.graph
+        if graph is None:
+            return _leaf(node, dy, mode, where, keep)
+        if mode == "grads":          # the graph's own backward, on per-example gradients
+            dp, dx = inside(dy)
+            return _batched(dp, node.params, jax.tree.leaves(dy)[0].shape[0]), dx
+        if graph.shares is not None and not _opaque(node):
+            return _tie_norms(node, dy, where, keep)
+        if graph.shares is not None or not graph.additive:
+            dp, dx = _backward(node, dy, "grads", where)    # e.g. mixed precision rescales:
+            return examplewise_sqnorm(dp), dx               # form the per-example gradients
+        sq, dx = inside(dy)          # the children's squared norms in place of their dparams
+        norms = jax.tree.leaves(sq)
+        return (sum(norms) if norms else None), dx
 
-
-def _tie_sum(node: _Node, groups, full):
-    """The params-shaped gradient of a tie from the inner model's ``full`` one: each
-    source leaf plus its targets'; ``None`` at the targets."""
-    grads = dict(jax.tree_util.tree_flatten_with_path(full)[0])
-
-    def combine(path, leaf):
-        if leaf is None:
-            return None
-        return sum((grads[t] for t in groups.get(path, ())), grads[path])
-
-    return jax.tree_util.tree_map_with_path(combine, node.params, is_leaf=lambda a: a is None)
-
-
-def _leaf_at(node: _Node, path):
-    """``(leaf node, the rest of path)``: the layer holding the params leaf at ``path``."""
-    while node.kind != "leaf":
-        if node.kind in ("serial", "parallel"):
-            node, path = node.children[path[0].idx], path[1:]
-        elif node.kind == "inner":
-            node = node.children[0]
-        else:
-            raise ValueError(f"per_example: nested ties ({node.layer.name}) are not supported")
-    return node, path
+    return backward(node, dy, hook)
 
 
-def _tie_backward(node: _Node, dy, mode, where):
-    """A tied parameter's per-example gradient is the sum of its uses' (for every example):
-    ``g_source += sum g_target``. Norms: the uses' norms from the inner walk plus the cross
+def _tie_norms(node: Node, dy, where, keep):
+    """A tied parameter's per-example gradient is the sum of its uses' (for every
+    example); its squared norm is the uses' norms (from the inner walk) plus the cross
     terms ``||sum_u g_u||^2 - sum_u ||g_u||^2``, from the per-example gradients of the
     tied leaves only (formed during the same walk)."""
-    groups = _tie_groups(node)
+    source, targets = node.graph.shares
     child = node.children[0]
-    if mode == "grads":
-        full, dx = _backward(child, dy, "grads", where)
-        return _tie_sum(node, groups, full), dx
-    places = {p: _leaf_at(child, p) for src, ts in groups.items() for p in (src, *ts)}
-    keep = {id(leaf): None for leaf, _ in places.values()}
+    keypath = lambda path: tuple(jax.tree_util.SequenceKey(k) if isinstance(k, int) else
+                                 jax.tree_util.DictKey(k) for k in path)
+    places = {p: locate(child, keypath(p)) for p in (source, *targets)}
+    keep = {} if keep is None else keep
+    keep.update({id(leaf): None for leaf, _ in places.values()})
     sq, dx = _backward(child, dy, "sqnorm", where, keep)
 
     def grad_at(p):
         leaf, rest = places[p]
-        return dict(jax.tree_util.tree_flatten_with_path(keep[id(leaf)])[0])[tuple(rest)]
+        return dict(jax.tree_util.tree_flatten_with_path(keep[id(leaf)])[0])[rest]
 
-    for src, targets in groups.items():
-        uses = [grad_at(src), *(grad_at(t) for t in targets)]
-        total = examplewise_sqnorm(sum(uses[1:], uses[0]))
-        sq = sq + total - sum(examplewise_sqnorm(u) for u in uses)
-    return sq, dx
+    uses = [grad_at(p) for p in (source, *targets)]
+    total = examplewise_sqnorm(sum(uses[1:], uses[0]))
+    return sq + total - sum(examplewise_sqnorm(u) for u in uses), dx
 
 
 def _first(x):
@@ -305,43 +242,44 @@ def _check_batch(x, where):
 
 def walk(model: Layer, loss: Loss, params, x, y, *, key=None, mode: str,
          where: str = "per_example"):
-    """``(values (n,), result, node, dout)``: the shared forward+backward of this module.
+    """``(values (n,), result, root, dout)``: the shared forward+backward of this module.
 
-    ``node`` (with every layer's cotangent recorded) and ``dout`` let a caller reuse
-    the walk: :mod:`fnnet.dp` forms the clipped sum with :func:`scaled_sum`.
+    ``root`` (the tape, with every layer's cotangent recorded) and ``dout`` let a
+    caller reuse the walk: :mod:`fnnet.dp` forms the clipped sum with :func:`scaled_sum`.
     """
     _check_batch(x, where)
     require_key(model, key, where)
-    out, node = _forward(model, params, x, key)
+    out, root = record(model, params, x, key=key)
     values, dout = per_example_losses(loss, out, y)
-    result, _ = _backward(node, dout, mode, where)
-    return values, result, node, dout
+    result, _ = _backward(root, dout, mode, where)
+    return values, result, root, dout
 
 
-def scaled_sum(node: _Node, factor):
+def scaled_sum(root: Node, factor):
     """``sum_i factor[i] g_i`` (params' tree) after a walk, without another backward chain.
 
     Every layer's backward is linear in its output cotangent and the examples do not
     interact, so scaling example ``i``'s loss cotangent by ``factor[i]`` scales each
-    layer's ``dy_i`` by the same factor: each layer's ``bwd`` is called once more on
-    its recorded ``dy`` scaled per example, and its ``dx`` (unused) is dead code under
-    ``jit`` ("book-keeping", Bu et al. 2022). DP-SGD's clipped sum. A layer may give
+    layer's ``dy_i`` by the same factor: each leaf's ``bwd`` is called once more on
+    its recorded ``dy`` scaled per example, and the graphs combine the results as in
+    their own backward; every ``dx`` (unused) is dead code under ``jit``
+    ("book-keeping", Bu et al. 2022). DP-SGD's clipped sum. A layer may give
     ``fwd.fnnet_scaled_grad(res, dy, factor)`` instead, to scale after a costly part of
     its backward that the walk already computed (MultiHeadAttention's ``dqkv``)."""
-    if node.kind in ("serial", "parallel"):
-        return tuple(scaled_sum(c, factor) for c in node.children)
-    if node.kind == "inner":
-        return scaled_sum(node.children[0], factor)
-    if node.kind == "tie":
-        return _tie_sum(node, _tie_groups(node), scaled_sum(node.children[0], factor))
-    if not _has_param_leaves(node.params):
-        return jax.tree.map(jnp.zeros_like, node.params)
-    rule = getattr(node.layer.fwd, "fnnet_scaled_grad", None)
-    if rule is not None:   # the layer scales after its own costly part (attention: dqkv)
-        return rule(node.res, node.dy, factor)
-    scaled = jax.tree.map(
-        lambda d: d * factor.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), node.dy)
-    return node.layer.bwd(node.res, scaled)[0]
+
+    def hook(node, dy, inside):
+        if not node.leaf:
+            return inside(dy)
+        rule = getattr(node.layer.fwd, "fnnet_scaled_grad", None)
+        if rule is not None and _has_param_leaves(node.params):
+            return rule(node.res, node.dy, factor), node.layer.bwd(node.res, node.dy)[1]
+        scaled = jax.tree.map(
+            lambda d: d * factor.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), node.dy)
+        dp, dx = node.layer.bwd(node.res, scaled)
+        return (dp if _has_param_leaves(node.params) else
+                jax.tree.map(jnp.zeros_like, node.params)), dx
+
+    return backward(root, root.dy, hook)[0]
 
 
 def per_example_grads(model: Layer, loss: Loss, params, x, y, *, key=None):

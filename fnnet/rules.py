@@ -47,10 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .combinators import flat_layers
 from .core import Layer, Loss, meta, named, no_params
 from .grad import require_key
 from .initializers import glorot_uniform
+from .walk import backward, leaf_nodes, record, seed
 
 __all__ = ["feedback_alignment", "straight_through", "SignSTE", "RoundSTE", "GradientReversal",
            "alignment_angles", "rule_grads"]
@@ -133,32 +133,31 @@ def GradientReversal(scale: float = 1.0) -> Layer:
 
 def rule_grads(model: Layer, loss: Loss, params, x, y, *, key=None):
     """``(value, rule_grads, true_grads)``: the manual gradient as the rules make it and the
-    true gradient (every rule layer's ``true_bwd`` instead), from ONE forward.
-
-    Rule layers are found among the ``serial`` leaves of ``model``. No autodiff.
+    true gradient (every rule layer's ``true_bwd`` instead), from ONE forward; one
+    params gradient per leaf layer of the model (:mod:`fnnet.walk`, every combinator
+    opened), in forward order. No autodiff.
     """
     require_key(model, key, "rule_grads")
-    entries = flat_layers(model, params, key)
-    h, residuals = x, []
-    for _, layer, p, k in entries:
-        h, r = layer.fwd(p, h, key=k)
-        residuals.append(r)
-    value, lres = loss.fwd(h, y)
-    dout = loss.bwd(lres, jnp.ones((), value.dtype))
+    out, root = record(model, params, x, key=key)
+    value, dout = seed(loss, out, y)
 
-    def backward(true):
-        grads, dy = [None] * len(entries), dout
-        for i in reversed(range(len(entries))):
-            layer = entries[i][1]
-            bwd = (meta(layer).true_bwd or layer.bwd) if true else layer.bwd
-            grads[i], dy = bwd(residuals[i], dy)
-        return grads
+    def grads(true):
+        got = {}
 
-    return value, backward(False), backward(True)
+        def hook(node, dy, inside):
+            m = meta(node.layer)
+            dp, dx = m.true_bwd(node.res, dy) if true and node.leaf and m.true_bwd else inside(dy)
+            got[id(node)] = dp
+            return dp, dx
+
+        backward(root, dout, hook)
+        return [got[id(n)] for n in leaf_nodes(root)]
+
+    return value, grads(False), grads(True)
 
 
 def alignment_angles(model: Layer, loss: Loss, params, x, y, *, key=None):
-    """``(L,)`` float array: for each ``serial`` leaf layer, the angle in degrees between
+    """``(L,)`` float array: for each leaf layer (forward order), the angle in degrees between
     the rule's update (the manual gradient of its params) and the true gradient.
 
     0 means the rule follows the gradient exactly, 90 orthogonal (no descent), above

@@ -2,9 +2,10 @@
 
 Each row is one layer: its name, its output shape for ONE example (no batch
 axis), its parameter shapes and count, and its state (BatchNorm's running
-statistics). Combinators (``serial``, ``parallel``, ``residual``, ``tie``) get a
-row with the totals of everything inside, and their children are indented
-below them. Shapes are inferred abstractly (``jax.eval_shape``): nothing is
+statistics). Combinators (``serial``, ``parallel``, ``residual``, ``tie``,
+``mixed_precision``: every graph :mod:`fnnet.walk` opens) get a row with the
+totals of everything inside, and their children are indented below them. Shapes
+are inferred abstractly (``jax.eval_shape`` of one recorded forward): nothing is
 computed, no params are initialised for real.
 
 The result prints as a text table (``print(fn.summary(net, (784,)))``) and
@@ -24,9 +25,10 @@ import math
 
 import jax
 
-from .core import Layer, meta
-from .shapes import abstract_batch, check_shape_tree, output_aval, shape_tree
+from .core import Layer
+from .shapes import abstract_batch, check_shape_tree, shape_tree
 from .state import init_state
+from .walk import nodes, record
 
 __all__ = ["summary", "Summary", "SummaryRow"]
 
@@ -114,27 +116,6 @@ def _count(tree) -> int:
     return sum(math.prod(a.shape) for a in jax.tree.leaves(tree))
 
 
-def _walk(layer: Layer, params, aval, depth, rows):
-    out = output_aval(layer, params, aval)
-    state = jax.eval_shape(lambda p: init_state(layer, p), params)
-    graph = meta(layer).graph
-    kind = graph.kind if graph is not None and graph.kind != "mixed_precision" else None
-    leaf = kind is None
-    name = layer.name if leaf else layer.name.split("(")[0]
-    rows.append(SummaryRow(depth, name, shape_tree(out), _leaves(params) if leaf else {},
-                           _count(params), _leaves(state) if leaf else {}, _count(state)))
-    if kind == "serial":
-        for child, p in zip(graph.children, params):
-            _walk(child, p, aval, depth + 1, rows)
-            aval = output_aval(child, p, aval)
-    elif kind == "parallel":
-        for child, p, a in zip(graph.children, params, aval):
-            _walk(child, p, a, depth + 1, rows)
-    elif kind is not None:
-        _walk(graph.children[0], graph.params(params)[0], aval, depth + 1, rows)
-    return out
-
-
 def summary(model: Layer, input_shape) -> Summary:
     """The layer table of ``model`` for one example of ``input_shape`` (see module doc)."""
     if not isinstance(model, Layer):
@@ -142,7 +123,18 @@ def summary(model: Layer, input_shape) -> Summary:
     check_shape_tree("summary", input_shape)
     params = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.key(0))
     rows = []
-    _walk(model, params, abstract_batch(input_shape, model.input_dtype), 0, rows)
+
+    def trace(params, x):   # the tape of one abstract training forward (fnnet.walk)
+        _, root = record(model, params, x, key=jax.random.key(0))
+        for node in nodes(root):
+            state = init_state(node.layer, node.params)
+            leaf = node.leaf
+            rows.append(SummaryRow(len(node.path), node.layer.name if leaf else
+                                   node.layer.name.split("(")[0], shape_tree(node.y),
+                                   _leaves(node.params) if leaf else {}, _count(node.params),
+                                   _leaves(state) if leaf else {}, _count(state)))
+
+    jax.eval_shape(trace, params, abstract_batch(input_shape, model.input_dtype))
     return Summary(model.name, tuple(input_shape), tuple(rows))
 
 

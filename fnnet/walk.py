@@ -14,7 +14,6 @@ children's; this module passes recording ones, so a walk computes exactly what
                        node and may replace ``inside(dy)`` (the node's own backward: its
                        ``bwd`` for a leaf, the graph's backward over the children else)
 :func:`leaves`         the leaf layers with their params and keys, without data
-:func:`owners`         which leaf layers use each params leaf (a tie's source: several)
 :func:`locate`         the leaf node holding a params path of a recorded node
 :func:`output_layer`   the layer that produces a model's output
 =====================  =====================================================================
@@ -38,14 +37,14 @@ import jax.numpy as jnp
 
 from .core import Layer, call, layer_keys, meta
 
-__all__ = ["Node", "record", "backward", "leaf_nodes", "nodes", "leaves", "owners", "locate",
+__all__ = ["Node", "record", "backward", "leaf_nodes", "nodes", "leaves", "locate",
            "output_layer", "seed"]
 
 
 @dataclasses.dataclass(eq=False)
 class Node:
     """One layer's entry on the tape (a graph's ``res`` holds its children's Nodes where
-    its children's residuals go; ``dy`` is filled in by :func:`backward`)."""
+    its children's residuals go; ``dy``: free for a backward hook to record)."""
 
     layer: Layer
     path: tuple
@@ -100,8 +99,6 @@ def backward(node: Node, dy, hook: Callable | None = None):
     inside their parent's call); ``inside(dy)`` runs the node's own backward (the
     leaf's ``bwd``, or the graph's backward over the children, hooked in turn).
     """
-    node.dy = dy
-
     def inside(d):
         graph = meta(node.layer).graph
         if graph is None:
@@ -111,9 +108,11 @@ def backward(node: Node, dy, hook: Callable | None = None):
     return inside(dy) if hook is None else hook(node, dy, inside)
 
 
-def nodes(node: Node) -> list:
-    """Every node below ``node`` (itself first), depth first in forward order."""
-    return [node] + [n for c in node.children for n in nodes(c)]
+def nodes(node: Node, *, post: bool = False) -> list:
+    """Every node below ``node`` depth first in forward order, each before its children
+    (or, ``post=True``, after them: the order in which the forward finishes them)."""
+    below = [n for c in node.children for n in nodes(c, post=post)]
+    return below + [node] if post else [node] + below
 
 
 def leaf_nodes(node: Node) -> list:
@@ -153,23 +152,10 @@ def leaves(model: Layer, params, key=None, *, open: Callable | None = None, path
 
 
 class _Label:
-    """An opaque pytree leaf standing for one params leaf (by its index or key path)."""
+    """An opaque pytree leaf standing for one params leaf (by its key path)."""
 
     def __init__(self, value):
         self.value = value
-
-
-def owners(model: Layer, params) -> list:
-    """For each params leaf (``jax.tree.leaves`` order), the indices into
-    :func:`leaves` of the leaf layers that use it (empty for a leaf the graph uses
-    itself, e.g. a mixed-precision loss scale; several for a tied source)."""
-    flat, treedef = jax.tree.flatten(params)
-    labels = treedef.unflatten([_Label(i) for i in range(len(flat))])
-    out = [[] for _ in flat]
-    for j, (_, _, p, _) in enumerate(leaves(model, labels)):
-        for label in jax.tree.leaves(p):
-            out[label.value].append(j)
-    return out
 
 
 def locate(node: Node, path: tuple):
