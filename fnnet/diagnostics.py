@@ -67,8 +67,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .combinators import flat_layers  # noqa: F401  (re-exported: the chain view)
+from .compare import autodiff_rtol
 from .core import Layer, Loss, meta
-from .gradcheck import autodiff_rtol
 from .grad import require_key
 from .rules import alignment_angles
 from .walk import backward, leaf_nodes, leaves, record, seed

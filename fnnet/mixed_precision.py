@@ -60,21 +60,13 @@ backoff 0.5, interval 2000), except that every op of the model runs in ``c``
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from .core import Graph, Layer, Static, combinator, meta
+from .optim.loss_scale import MixedPrecisionParams
 
 __all__ = ["MixedPrecisionParams", "mixed_precision"]
-
-
-class MixedPrecisionParams(NamedTuple):
-    """The wrapped model's (master) params and the float32 loss scale of its backward."""
-
-    params: object
-    loss_scale: jax.Array
 
 
 def _is_float(a) -> bool:

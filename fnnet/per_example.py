@@ -60,45 +60,11 @@ import jax.numpy as jnp
 
 from .core import Layer, Loss, meta
 from .grad import require_key
+from .sqnorm import examplewise_sqnorm, ghost_sqnorm, wide
 from .walk import Node, backward, locate, nodes, record
 
 __all__ = ["per_example_grads", "per_example_grad_norms", "per_example_losses",
            "ghost_sqnorm", "examplewise_sqnorm"]
-
-
-# --- helpers the layer files use ------------------------------------------------
-
-def ghost_sqnorm(a, b):
-    """``||a_i^T b_i||_F^2`` for ``a (n, T, p)``, ``b (n, T, q)``: ``(n,)``.
-
-    Ghost norm ``sum_{t,s} (a_t . a_s)(b_t . b_s)`` when ``2 T^2 < p q``,
-    else the materialised ``(n, p, q)`` product (Li et al. 2022 pick the same
-    way). ``T = 1`` is ``||a_i||^2 ||b_i||^2``.
-    """
-    a, b = _wide(a), _wide(b)
-    n, t, p = a.shape
-    q = b.shape[-1]
-    if t == 1:
-        return jnp.sum(a * a, axis=(1, 2)) * jnp.sum(b * b, axis=(1, 2))
-    if 2 * t * t < p * q:
-        aa = jnp.einsum("ntp,nsp->nts", a, a)
-        bb = jnp.einsum("ntq,nsq->nts", b, b)
-        return jnp.sum(aa * bb, axis=(1, 2))
-    g = jnp.einsum("ntp,ntq->npq", a, b)
-    return jnp.sum(g * g, axis=(1, 2))
-
-
-def _wide(a):
-    """``a`` in at least float32 (16-bit squares would lose the sum)."""
-    return a.astype(jnp.promote_types(a.dtype, jnp.float32))
-
-
-def examplewise_sqnorm(tree):
-    """``sum over leaves of ||leaf[i]||^2``: ``(n,)`` from per-example gradients."""
-    leaves = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating)]
-    if not leaves:
-        return None
-    return sum(jnp.sum(jnp.square(_wide(a)).reshape(a.shape[0], -1), axis=1) for a in leaves)
 
 
 # --- the own loss of each example -----------------------------------------------
@@ -173,7 +139,7 @@ def _leaf(node: Node, dy, mode: str, where: str, keep):
         return None, dx
     kept = keep is not None and id(node) in keep
     if mode == "sqnorm" and m.sqnorm is not None and not kept:
-        return _wide(m.sqnorm(node.res, dy)), dx
+        return wide(m.sqnorm(node.res, dy)), dx
     g = m.per_example(node.res, dy) if m.per_example is not None else _fallback(node, dy, where)
     if kept:
         keep[id(node)] = g

@@ -33,6 +33,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .compare import compare, discrete, input_label, random_like
 from .core import Layer, Loss, meta
 from .grad import loss_fn, value_and_grad
 
@@ -65,8 +66,6 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
                                 **options):
     """Double-backward check of one layer's ``bwd`` (rows ``d2 [0]...`` params, ``d2 dx``
     the input ``x``, ``d2 dy`` the cotangent ``dy``). ``options`` as for ``check_layer``."""
-    from .gradcheck import _check, _random_like, input_label
-
     if not isinstance(x, jax.Array | jnp.ndarray) and not hasattr(x, "shape"):
         raise ValueError(f"{layer.name} (double backward): the check takes a single input "
                          f"array, got {type(x).__name__}")
@@ -75,7 +74,7 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
     if dy is None:
         out = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
         dy = jax.random.normal(k_dy, out.shape, out.dtype)
-    u = _random_like(k_u, (params, x) if x_float else params)
+    u = random_like(k_u, (params, x) if x_float else params)
 
     def split(theta):
         return (theta[0], theta[1], theta[2]) if x_float else (theta[0], x, theta[1])
@@ -95,27 +94,24 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
         return _vdot((dp, dx) if x_float else dp, u)
 
     def signature(theta):
-        from .gradcheck import _discrete
         p, xx, _ = split(theta)
-        return _discrete(layer.fwd(p, xx, key=key)[1])
+        return discrete(layer.fwd(p, xx, key=key)[1])
 
     theta = (params, x, dy) if x_float else (params, dy)
     rule = meta(layer).rule  # its bwd is not the true VJP on purpose
     rules = {i: rule for i in range(len(jax.tree.leaves(theta)))} if rule else {}
     names = ("dx", "dy") if x_float else ("dy",)
-    return _check(f"{layer.name} (double backward)", theta, reference, jax.grad(through_manual),
-                  signature, key=k_dir, rules=rules, rule_vs_autodiff=True,
-                  label=lambda path: input_label(path, names), **options)
+    return compare(f"{layer.name} (double backward)", theta, reference, jax.grad(through_manual),
+                   signature, key=k_dir, rules=rules, rule_vs_autodiff=True,
+                   label=lambda path: input_label(path, names), **options)
 
 
 def check_hvp(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0, **options):
     """Double-backward check of a whole model: :func:`hvp` along a random ``u`` vs
     ``jax.grad(<jax.grad(f), u>)`` vs finite differences (rows ``d2 ...``)."""
-    from .gradcheck import _check, _discrete, _random_like
-
     k_u, k_dir = jax.random.split(jax.random.key(seed + 1))
     forward = loss_fn(model, loss)
-    u = _random_like(k_u, params)
+    u = random_like(k_u, params)
 
     def cast(p):
         dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
@@ -132,7 +128,7 @@ def check_hvp(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0
 
     def signature(p):
         xx, _ = cast(p)
-        return _discrete(model.fwd(p, xx, key=key)[1])
+        return discrete(model.fwd(p, xx, key=key)[1])
 
-    return _check(f"{model.name} with {getattr(loss, 'name', 'loss')} (double backward: hvp)",
+    return compare(f"{model.name} with {getattr(loss, 'name', 'loss')} (double backward: hvp)",
                   params, reference, manual, signature, key=k_dir, **options)

@@ -66,7 +66,7 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, Static, named
 from ..initializers import glorot_uniform, zeros
-from ..per_example import ghost_sqnorm
+from ..sqnorm import ghost_sqnorm
 from .flash_attention import lean_backward, lean_forward
 
 MEMORY = ("full", "lean")

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .. import _checks
-from ..per_example import ghost_sqnorm
+from ..sqnorm import ghost_sqnorm
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
-from ..per_example import ghost_sqnorm
+from ..sqnorm import ghost_sqnorm
 
 
 # Kernels with at most this many entries use the elementwise (fusible) products.

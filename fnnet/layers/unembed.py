@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import normal
-from ..per_example import ghost_sqnorm
+from ..sqnorm import ghost_sqnorm
 
 
 def Unembed(num_embeddings: int, *, table_init=None, dtype=jnp.float32) -> Layer:

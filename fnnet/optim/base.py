@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from . import _validate
 from ._trees import check_state
-from ..core import Static
+from ..static import Static
 # split_hparams / merge_hparams / hparams_of are re-exported here for the training loop.
 from .recipe import Recipe, hparams_of, merge_hparams, rebuild, recipe_of, recorded, split_hparams
 

@@ -32,12 +32,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..mixed_precision import MixedPrecisionParams
 from . import _validate
 from .base import Optimizer, check_optimizer, recorded
 from ._trees import check_state
 
-__all__ = ["DynamicLossScaleState", "dynamic_loss_scale"]
+__all__ = ["DynamicLossScaleState", "MixedPrecisionParams", "dynamic_loss_scale"]
+
+
+class MixedPrecisionParams(NamedTuple):
+    """A :func:`fnnet.mixed_precision` model's (master) params and the float32 loss scale of
+    its backward: the scale is optimizer-owned data, so its type lives here (the
+    model wrapper imports it from the optimizers, never the other way)."""
+
+    params: object
+    loss_scale: jax.Array
 
 
 class DynamicLossScaleState(NamedTuple):

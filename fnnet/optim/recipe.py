@@ -46,7 +46,7 @@ import numbers
 import jax
 import numpy as np
 
-from ..core import Static
+from ..static import Static
 
 __all__ = ["recorded", "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hparams",
            "merge_hparams", "hparams_for"]
