@@ -1,8 +1,9 @@
-"""A function under a readable name (``fnnet_name``), compared by (name, function).
+"""A function under a readable name (``fnnet_name``), identified by (name, function).
 
 Used for hand-made losses (:func:`fnnet.losses.named_loss`) and metrics
-(:func:`fnnet.metrics.named_metric`): two wrappers of the same function under
-the same name are equal, so ``jit`` caches keyed on them are reused. The wrapped
+(:func:`fnnet.metrics.named_metric`): it is its constructor call
+(:class:`~fnnet.structure.Recorded`), so two wrappers of the same function under
+the same name are equal and ``jit`` caches keyed on them are reused. The wrapped
 function is not modified.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .structure import Recorded
 
-class NamedFunction:
+
+class NamedFunction(Recorded):
     """``f`` called ``name``: ``NamedFunction(name, f)(*args) == f(*args)``."""
 
     def __init__(self, name: str, f: Callable):
@@ -20,12 +23,6 @@ class NamedFunction:
 
     def __call__(self, *args):
         return self.f(*args)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and (other.fnnet_name, other.f) == (self.fnnet_name, self.f)
-
-    def __hash__(self):
-        return hash((self.fnnet_name, self.f))
 
     def __repr__(self):
         return f"<{self.fnnet_name}>"

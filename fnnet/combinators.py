@@ -44,9 +44,10 @@ import jax.numpy as jnp
 
 from . import _checks
 from .core import Graph, Layer, Static, combinator, layer_keys, meta, named, no_params
-from .walk import leaves
 from .shapes import (abstract_batch, check_shape_tree, is_shape, output_aval, output_shape,
                      shape_tree)
+from .structure import recorded
+from .walk import leaves
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "residual",
            "output_shape", "flat_layers", "layer_keys"]
@@ -96,6 +97,7 @@ def _input_dtype(layers, how):
     return tuple(d or jnp.float32 for d in dtypes) if any(d is not None for d in dtypes) else None
 
 
+@recorded
 def serial(*layers: Layer) -> Layer:
     """Compose ``layers`` left to right into one :class:`~fnnet.Layer`.
 
@@ -144,6 +146,7 @@ def serial(*layers: Layer) -> Layer:
                       input_dtype=_input_dtype(layers, "first"))
 
 
+@recorded
 def parallel(*layers: Layer) -> Layer:
     """Apply ``layers[i]`` to the ``i``-th entry of a tuple input; the output is a tuple.
 
@@ -193,6 +196,7 @@ def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
+@recorded
 def FanOut(num: int) -> Layer:
     """Copy one input ``num`` times: ``x -> (x, ..., x)``. Backward: the sum of the copies'
     cotangents (a value used in ``num`` places receives the sum of its gradients)."""
@@ -247,6 +251,7 @@ def _fan_in_sum_bwd(res, dy):
 FanInSum = named("FanInSum", no_params, _fan_in_sum_fwd, _fan_in_sum_bwd)
 
 
+@recorded
 def FanInConcat(axis: int = -1) -> Layer:
     """Concatenate a tuple of arrays along ``axis`` of the batched arrays (``-1``: features).
     Backward: ``dy`` split back into the pieces' sizes along ``axis``."""
@@ -279,6 +284,7 @@ def FanInConcat(axis: int = -1) -> Layer:
     return named(name, no_params, fwd, bwd)
 
 
+@recorded
 def residual(layer: Layer) -> Layer:
     """The skip connection ``x + layer(x)`` as a :class:`~fnnet.Layer`.
 

@@ -140,6 +140,8 @@ class Layer(NamedTuple):
     fwd: Callable[..., Any]
     bwd: Callable[..., Any]
 
+    recipe_field = "fwd"     # the constructor call that built it is recorded on fwd
+
     @property
     def name(self) -> str:
         return meta(self).name
@@ -162,11 +164,6 @@ class Layer(NamedTuple):
         layer declared another (``Embedding`` takes ``int32`` ids)."""
         return meta(self).input_dtype or jax.numpy.float32
 
-    @property
-    def fnnet_recipe(self):
-        """The constructor call that built the layer (its identity, :mod:`fnnet.structure`)."""
-        return getattr(self.fwd, "fnnet_recipe", None)
-
     def __repr__(self) -> str:
         return f"<fnnet Layer {self.name}>"
 
@@ -176,6 +173,8 @@ class Loss(NamedTuple):
 
     fwd: Callable[..., Any]
     bwd: Callable[..., Any]
+
+    recipe_field = "fwd"
 
     @property
     def name(self) -> str:

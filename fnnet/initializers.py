@@ -26,6 +26,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from .structure import recorded
 
 __all__ = [
     "normal", "uniform", "zeros", "ones", "constant",
@@ -42,6 +43,7 @@ def fans(shape) -> tuple[int, int]:
     return receptive * shape[-2], receptive * shape[-1]
 
 
+@recorded
 def normal(stddev: float = 1e-2):
     """N(0, stddev^2)."""
 
@@ -51,6 +53,7 @@ def normal(stddev: float = 1e-2):
     return init
 
 
+@recorded
 def uniform(scale: float = 1e-2):
     """U(-scale, scale)."""
 
@@ -60,6 +63,7 @@ def uniform(scale: float = 1e-2):
     return init
 
 
+@recorded
 def constant(value: float):
     """Every entry equal to ``value``."""
 

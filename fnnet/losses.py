@@ -86,6 +86,7 @@ import numpy as np
 
 from . import _checks
 from ._named import NamedFunction
+from .structure import Recorded
 from .core import Loss
 
 __all__ = ["mean_squared_error", "mean_absolute_error", "huber", "hinge",
@@ -118,10 +119,10 @@ def _fmt_settings(settings) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in settings)
 
 
-class _LossFwd:
+class _LossFwd(Recorded):
     """The ``fwd`` of a built-in loss: ``parts`` (per-position values and gradients)
-    followed by the (masked) mean. Equal settings compare equal, so ``jit`` caches
-    keyed on the loss are reused."""
+    followed by the (masked) mean. It is its constructor call (:class:`Recorded`):
+    equal settings compare equal, so ``jit`` caches keyed on the loss are reused."""
 
     def __init__(self, base: str, parts: Callable, settings: tuple = (), masked: bool = False):
         self.base, self.parts, self.settings, self.masked = base, parts, settings, masked
@@ -129,15 +130,6 @@ class _LossFwd:
         name = f"{base}({_fmt_settings(shown)})" if shown else base
         self.fnnet_name = f"masked({name})" if masked else name
         self.__doc__ = f"fnnet loss {self.fnnet_name}: (pred, target) -> (value, residuals)."
-
-    def _key(self):
-        return (self.base, self.parts, self.settings, self.masked)
-
-    def __eq__(self, other):
-        return type(other) is _LossFwd and self._key() == other._key()
-
-    def __hash__(self):
-        return hash(self._key())
 
     def __repr__(self):
         return f"<fwd of {self.fnnet_name}>"

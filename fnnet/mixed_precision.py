@@ -65,6 +65,7 @@ import jax.numpy as jnp
 
 from .core import Graph, Layer, Static, combinator, meta
 from .optim.loss_scale import MixedPrecisionParams
+from .structure import recorded
 
 __all__ = ["MixedPrecisionParams", "mixed_precision"]
 
@@ -81,6 +82,7 @@ def _dtypes(tree):
     return Static(tuple(jnp.result_type(a).name for a in jax.tree.leaves(tree)))
 
 
+@recorded
 def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jnp.float32,
                     loss_scale: float = 2.0 ** 15) -> Layer:
     """Run ``model`` in ``compute_dtype`` with master params in their own dtype.

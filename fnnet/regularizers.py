@@ -14,9 +14,10 @@ those params.
 
 ``mask`` chooses the params:
 
-* ``"kernels"`` (default): every leaf with at least 2 axes (Dense and Conv
-  kernels, recurrent and attention matrices, embedding tables), sparing biases
-  and normalisation scales, as weight decay usually does;
+* ``"kernels"`` (default): the leaves :func:`fnnet.optim.kernel_mask` marks, fnnet's
+  one definition of a kernel (named ``"w"``, ``"w_*"`` or ``"table"``: Dense and
+  Conv kernels, recurrent and attention matrices, embedding tables), sparing
+  biases and normalisation scales, as weight decay usually does;
 * ``"all"``: every floating-point leaf (micrograd's demo: ``alpha * sum(p * p)``);
 * a pytree of bools with the params' structure, or a function ``params -> mask``.
 """
@@ -28,6 +29,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from .optim.masking import kernel_mask
+from .structure import recorded
 
 __all__ = ["Regularizer", "l2", "add_regularizer"]
 
@@ -39,6 +42,8 @@ class Regularizer(NamedTuple):
     grad: Callable[[Any], Any]
     name: str
 
+    recipe_field = "value"   # the l2(...) call that built it (its identity) is recorded there
+
 
 def _floating(leaf) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
@@ -46,7 +51,7 @@ def _floating(leaf) -> bool:
 
 def _mask_of(mask, params, where: str):
     if mask == "kernels":
-        return jax.tree.map(lambda p: _floating(p) and jnp.ndim(p) >= 2, params)
+        return kernel_mask(params)
     if mask == "all":
         return jax.tree.map(_floating, params)
     tree = mask(params) if callable(mask) else mask
@@ -62,6 +67,7 @@ def _mask_of(mask, params, where: str):
     return tree
 
 
+@recorded
 def l2(lam: float, *, mask="kernels") -> Regularizer:
     """The L2 penalty ``lam * sum(w ** 2)`` over the params ``mask`` selects (see above)."""
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) \

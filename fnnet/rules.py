@@ -51,11 +51,13 @@ from .core import Layer, Loss, meta, named, no_params
 from .grad import require_key
 from .initializers import glorot_uniform
 from .walk import backward, leaf_nodes, record, seed
+from .structure import recorded
 
 __all__ = ["feedback_alignment", "straight_through", "SignSTE", "RoundSTE", "GradientReversal",
            "alignment_angles", "rule_grads"]
 
 
+@recorded
 def feedback_alignment(layer: Layer, key, *, b_init=glorot_uniform) -> Layer:
     """``layer`` (a :func:`fnnet.Dense`) with the feedback-alignment backward
     ``dx = dy B^T``, ``B = b_init(key, W.shape, W.dtype)`` fixed by ``key``.
@@ -86,6 +88,7 @@ def feedback_alignment(layer: Layer, key, *, b_init=glorot_uniform) -> Layer:
                  rule="feedback alignment", true_bwd=layer.bwd)
 
 
+@recorded
 def straight_through(f, name: str, *, true_derivative=None) -> Layer:
     """A parameter-free layer ``y = f(x)`` (elementwise) whose backward is the identity.
 
@@ -111,6 +114,7 @@ SignSTE = straight_through(jnp.sign, "SignSTE")
 RoundSTE = straight_through(jnp.round, "RoundSTE")
 
 
+@recorded
 def GradientReversal(scale: float = 1.0) -> Layer:
     """Identity forward; backward ``dx = -scale * dy`` (params ``()``)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale):

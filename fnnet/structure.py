@@ -1,44 +1,97 @@
-"""Structural identity: equal models built twice compare equal, so compiled runs are reused.
+"""Identity: an object is its constructor call, so equal models built twice compile once.
 
 ``jax.jit`` caches a compiled program per value of its static arguments. A
 :class:`~fnnet.Layer`, a :class:`~fnnet.Loss` or an optimizer is a tuple of
 closures, and Python compares closures by identity: ``serial(Dense(3), Relu)``
-built twice would compile twice. :func:`structure` gives them a *structural*
-identity instead: a function is described by its code, the values in its
-closure cells, its defaults, the module globals its code reads and its
-``fnnet_*`` attributes, recursively. Two closures made by the same constructor
-with equal arguments (``Dense(3)`` twice, ``sgd(0.1)`` twice) are therefore
-equal.
+built twice would compile twice. Every fnnet constructor therefore records the
+call that built its result, recipe-style (:func:`recorded`: ``(factory,
+arguments)`` as ``fnnet_recipe`` on the object, or, for a NamedTuple, on its
+``recipe_field`` member: a Layer's ``fwd``, a Regularizer's ``value``, an
+optimizer's ``update``), and callable objects that are their constructor call
+derive from :class:`Recorded`. :func:`structure` describes an object by that
+call, its arguments described the same way, recursively:
 
-What is compared by value: ``None``, bools, ints, floats, complex numbers,
-strings, bytes (each with its type, so ``1``, ``1.0`` and ``True`` differ),
-dtypes, tuples (NamedTuples: Layers, Losses, Optimizers), ``functools.partial``
-and Python functions (as above). Lists, dicts and sets (mutable) are compared
-by identity, and so is anything unhashable (arrays): an array captured in a
-closure makes the layer equal only to itself, never wrongly equal to another.
-Other hashable objects (classes, JAX's jitted functions,
-:class:`~fnnet.Static`) are compared with ``==``; library functions (JAX,
-NumPy) and fnnet's module-level functions by identity. Recursion deeper
-than :data:`MAX_DEPTH` also falls back to identity.
+* a recorded object: ``(factory, {argument: structure})``: ``Dense(3)`` built
+  twice is equal, ``Dense(4)`` is not;
+* ``None``, bools, numbers, strings, bytes (each with its type: ``1``, ``1.0`` and
+  ``True`` differ), dtypes, tuples (elementwise; a hand-made ``Layer(init, fwd,
+  bwd)``: its three functions), ``functools.partial``: by value;
+* other hashable objects with their own ``==`` (classes, jitted functions,
+  :class:`~fnnet.Static`): by ``==``;
+* everything else by identity: functions without a recorded call (a hand-made
+  layer's, a lambda: the same object is the same program, a new one compiles
+  anew), lists, dicts and sets (mutable), arrays and other unhashable objects.
 
-:func:`keyed` wraps an object with its structure, hashed once, for use as a
-static argument of ``jax.jit``; the wrapped object of the FIRST call is the one
-traced, later equal ones reuse its compiled program.
+Nothing here reads code objects, closure cells or globals. :func:`keyed` wraps an
+object with its structure, hashed once, for use as a static argument of
+``jax.jit``; the wrapped object of the FIRST call is the one traced, later equal
+ones reuse its compiled program.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
-import types
+import inspect
 
 import numpy as np
 
-__all__ = ["structure", "keyed", "Keyed", "MAX_DEPTH"]
+__all__ = ["recorded", "recipe", "Recorded", "structure", "keyed", "Keyed"]
 
-MAX_DEPTH = 40
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _carrier(obj):
+    """Where ``obj``'s recorded call lives (a NamedTuple takes no attributes)."""
+    field = getattr(type(obj), "recipe_field", None)
+    if isinstance(field, str):
+        return getattr(obj, field)
+    if callable(getattr(obj, "init", None)) and callable(getattr(obj, "update", None)):
+        return obj.update           # an optimizer (optax's contract)
+    return obj
+
+
+def recipe(obj):
+    """``(factory, arguments)`` of the recorded call that built ``obj``, else None."""
+    return getattr(_carrier(obj), "fnnet_recipe", None)
+
+
+def recorded(factory):
+    """Decorate a constructor so that what it returns carries its call (its identity).
+
+    The arguments are bound to the signature with defaults filled in, so
+    ``Dense(3)`` and ``Dense(features=3)`` are the same call.
+    """
+    sig = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        obj = factory(*args, **kwargs)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        _carrier(obj).fnnet_recipe = (build, dict(bound.arguments))
+        return obj
+
+    build.fnnet_signature = sig
+    return build
+
+
+class Recorded:
+    """A callable object that is its constructor call: equal and hashed by it (loss
+    functions, named functions). Subclasses just define ``__init__``."""
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self.fnnet_recipe = (cls, dict(list(bound.arguments.items())[1:]))
+        return self
+
+    def __eq__(self, other):
+        return type(other) is type(self) and structure(self) == structure(other)
+
+    def __hash__(self):
+        return hash(structure(self))
 
 
 class _Identity:
@@ -56,94 +109,38 @@ class _Identity:
         return id(self.obj)
 
 
-def _code_names(code, out):
-    """Global names read by ``code`` and by the code objects nested in it."""
-    out.update(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _code_names(const, out)
-    return out
-
-
-# Functions of these libraries (and fnnet's module-level functions) are stable objects:
-# compared by identity. fnnet's closures (``Dense(3)``'s fwd) are compared structurally.
-_LIBRARIES = frozenset({"jax", "jaxlib", "numpy", "scipy", "optax", "chex", "flax", "equinox",
-                        "torch", "functools", "builtins"})
-
-
-# Function attributes that only restate the closure (an optimizer's recorded factory call).
-_DERIVED = frozenset({"fnnet_recipe"})
-
-
-def _function(f, depth, active, memo):
-    package = (getattr(f, "__module__", None) or "").split(".")[0]
-    if package in _LIBRARIES or (package == "fnnet" and "<locals>" not in f.__qualname__):
-        return _Identity(f)         # a library's module-level function: one object for good
-    if id(f) in active:                       # a recursive closure: its code is enough
-        return ("recursive", f.__code__)
-    active = active | {id(f)}
-    sub = partial_structure(depth + 1, active, memo)
-    cells = tuple(("empty",) if _empty(c) else sub(c.cell_contents) for c in (f.__closure__ or ()))
-    glob = f.__globals__
-    names = sorted(n for n in _code_names(f.__code__, set()) if n in glob)
-    globals_ = tuple((n, sub(glob[n])) for n in names
-                     if not isinstance(glob[n], types.ModuleType))
-    attrs = tuple(sorted((k, sub(v)) for k, v in vars(f).items() if k not in _DERIVED))
-    kwdefaults = tuple(sorted((k, sub(v)) for k, v in (f.__kwdefaults__ or {}).items()))
-    return ("function", f.__code__, cells, sub(f.__defaults__), kwdefaults, globals_, attrs)
-
-
-def _empty(cell) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return True
-    return False
-
-
-def partial_structure(depth, active, memo):
-    return lambda obj: _structure(obj, depth, active, memo)
-
-
 def structure(obj):
-    """A hashable description of ``obj``: equal for structurally equal objects."""
-    return _structure(obj, 0, frozenset(), {})
+    """A hashable description of ``obj``: equal for objects built by equal calls."""
+    return _structure(obj, {})
 
 
-def _structure(obj, depth, active, memo):
+def _structure(obj, memo):
     if isinstance(obj, _SCALARS):
         return (type(obj), obj)
-    if depth > MAX_DEPTH:
-        return _Identity(obj)
     if id(obj) in memo:          # shared sub-objects (a serial's layers) are described once
         return memo[id(obj)][1]
-    out = _describe(obj, depth, active, memo)
+    out = _describe(obj, lambda v: _structure(v, memo))
     memo[id(obj)] = (obj, out)   # holding obj keeps its id unique during this call
     return out
 
 
-def _describe(obj, depth, active, memo):
-    sub = partial_structure(depth + 1, active, memo)
+def _describe(obj, sub):
+    call = recipe(obj)
+    if call is not None:
+        factory, arguments = call
+        return ("call", _Identity(factory), tuple((k, sub(v)) for k, v in arguments.items()))
     if isinstance(obj, np.dtype):
         return ("dtype", obj.str)
-    if isinstance(obj, types.FunctionType):
-        return _function(obj, depth, active, memo)
+    if isinstance(obj, tuple):
+        return (type(obj), tuple(sub(v) for v in obj))
     if isinstance(obj, functools.partial):
         return ("partial", sub(obj.func), sub(obj.args),
                 tuple(sorted((k, sub(v)) for k, v in obj.keywords.items())))
-    if isinstance(obj, types.MethodType):
-        return ("method", sub(obj.__func__), sub(obj.__self__))
-    if isinstance(obj, tuple):
-        return (type(obj), tuple(sub(v) for v in obj))
-    if dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen:   # a layer's record
-        return (type(obj), tuple(sub(getattr(obj, f.name)) for f in dataclasses.fields(obj)))
-    if isinstance(obj, (list, dict, set, bytearray)):
-        return _Identity(obj)                  # mutable: may change after it was described
+    if isinstance(obj, (list, dict, set, bytearray)) or type(obj).__eq__ is object.__eq__:
+        return _Identity(obj)    # mutable, or compared by identity anyway (functions)
     try:
         hash(obj)
     except TypeError:
-        return _Identity(obj)
-    if type(obj).__eq__ is object.__eq__:      # plain objects: identity anyway
         return _Identity(obj)
     return ("value", type(obj), obj)
 

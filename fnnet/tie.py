@@ -32,6 +32,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from .core import Graph, Layer, combinator, meta
+from .structure import recorded
 
 __all__ = ["tie"]
 
@@ -74,6 +75,7 @@ def _as_path(where, p):
     return tuple(p)
 
 
+@recorded
 def tie(model: Layer, source, *targets) -> Layer:
     """Share the params leaf at ``source`` with every path in ``targets``.
 

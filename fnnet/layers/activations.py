@@ -54,6 +54,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from ..core import Layer, Static, named, no_params
+from ..structure import recorded
 
 
 def elementwise(name: str, fwd_fn, bwd_fn) -> Layer:
@@ -109,6 +110,7 @@ def _tanh_fwd(x):
 Tanh = elementwise("Tanh", _tanh_fwd, lambda y, dy: (dy + dy * y) * (1 - y))
 
 
+@recorded
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """``x if x > 0 else negative_slope * x`` (PyTorch's ``nn.LeakyReLU``)."""
     a = float(negative_slope)
@@ -123,6 +125,7 @@ def _x_residual(f):
     return lambda x: (f(x), x)
 
 
+@recorded
 def Gelu(approximate: bool = False) -> Layer:
     """GELU ``x * Phi(x)``; ``approximate=True`` uses the tanh form (see the table)."""
     if approximate:
@@ -144,6 +147,7 @@ def Gelu(approximate: bool = False) -> Layer:
     return elementwise(f"Gelu(approximate={bool(approximate)})", fwd, bwd)
 
 
+@recorded
 def Elu(alpha: float = 1.0) -> Layer:
     """``x if x > 0 else alpha * (exp(x) - 1)`` (PyTorch's ``nn.ELU``)."""
     a = float(alpha)

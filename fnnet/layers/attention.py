@@ -68,6 +68,7 @@ from ..core import Layer, Static, named
 from ..initializers import glorot_uniform, zeros
 from ..sqnorm import ghost_sqnorm
 from .flash_attention import lean_backward, lean_forward
+from ..structure import recorded
 
 MEMORY = ("full", "lean")
 
@@ -160,6 +161,7 @@ def _merge_heads(a):
     return a.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
 
 
+@recorded
 def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "full",
                        block_size: int = 128, w_init=glorot_uniform, b_init=zeros,
                        dtype=jnp.float32) -> Layer:

@@ -50,8 +50,10 @@ from .. import _checks
 from ..core import Layer, Static, named
 from ..initializers import ones, zeros
 from ..state import StateRule
+from ..structure import recorded
 
 
+@recorded
 def BatchNorm(momentum: float = 0.1, eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
     """Batch normalisation over every axis but the last, with running statistics as state."""
     if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) \

@@ -52,6 +52,7 @@ from .. import _checks
 from ..sqnorm import ghost_sqnorm
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
+from ..structure import recorded
 
 NHWC = "in NHWC layout (batch, height, width, channels)"
 NHWC_EXAMPLE = "(height, width, channels) (NHWC without the batch axis)"
@@ -177,6 +178,7 @@ def kernel_init(name: str, kernel, features: int, w_init, b_init, dtype, example
     return init
 
 
+@recorded
 def Conv2D(features: int, kernel_size, *, stride=1, padding="SAME", dilation=1,
            w_init=glorot_uniform, b_init=zeros, dtype=jnp.float32) -> Layer:
     """2-d convolution with params ``{"w": (kh, kw, in, features), "b": (features,)}``.

@@ -38,6 +38,7 @@ from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
 from .conv import conv_backward, conv_forward, kernel_init, padding_mode, conv_rules
+from ..structure import recorded
 
 NLC = "in NLC layout (batch, length, channels)"
 NLC_HINT = "For one signal use x[None]; for PyTorch's NCL layout use x.transpose(0, 2, 1)."
@@ -49,6 +50,7 @@ def _positive_int(name, what, v) -> int:
     return v
 
 
+@recorded
 def Conv1D(features: int, kernel_size: int, *, stride: int = 1, padding="SAME", dilation: int = 1,
            w_init=glorot_uniform, b_init=zeros, dtype=jnp.float32) -> Layer:
     """1-d convolution with params ``{"w": (k, in, features), "b": (features,)}``.

@@ -47,6 +47,7 @@ from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
 from .conv import NHWC, NHWC_EXAMPLE, NHWC_HINT, dimension_numbers, kernel_init, padding_mode
+from ..structure import recorded
 
 _DN, _ = dimension_numbers(2)
 _DN_W = ("CHWN", "IHWO", "HWCN")   # dy as lhs (examples contracted), x as the kernel
@@ -62,6 +63,7 @@ def _crops(k: int, s: int, padding) -> tuple[int, int]:
     return padding, padding
 
 
+@recorded
 def ConvTranspose2D(features: int, kernel_size, *, stride=1, padding="VALID",
                     w_init=glorot_uniform, b_init=zeros, dtype=jnp.float32) -> Layer:
     """Transposed 2-d convolution with params ``{"w": (kh, kw, in, features), "b": (features,)}``.

@@ -43,6 +43,7 @@ from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
 from ..sqnorm import ghost_sqnorm
+from ..structure import recorded
 
 
 # Kernels with at most this many entries use the elementwise (fusible) products.
@@ -60,6 +61,7 @@ def _xw(x, w):
     return x @ w
 
 
+@recorded
 def Dense(features: int, *, w_init=glorot_uniform, b_init=zeros, dtype=jnp.float32) -> Layer:
     """A fully connected layer with params ``{"w": (in, features), "b": (features,)}``.
 

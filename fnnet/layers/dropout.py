@@ -32,8 +32,10 @@ import jax.numpy as jnp
 
 from .. import _checks
 from ..core import Layer, named, no_params
+from ..structure import recorded
 
 
+@recorded
 def Dropout(rate: float) -> Layer:
     """Inverted dropout with drop probability ``rate`` in ``[0, 1)``; params ``()``."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:

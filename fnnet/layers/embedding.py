@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core import Layer, Static, named
 from ..initializers import normal
+from ..structure import recorded
 
 
 def _check_ids(name: str, ids, num: int):
@@ -54,6 +55,7 @@ def _check_ids(name: str, ids, num: int):
                          f"vocabulary size (num_embeddings) or the data.")
 
 
+@recorded
 def Embedding(num_embeddings: int, features: int, *, table_init=normal(1.0),
               dtype=jnp.float32) -> Layer:
     """A lookup table with params ``{"table": (num_embeddings, features)}``.

@@ -38,6 +38,7 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import ones, zeros
+from ..structure import recorded
 
 
 def _var_scale(dtype) -> float:
@@ -45,6 +46,7 @@ def _var_scale(dtype) -> float:
     return 1.0 if jnp.dtype(dtype) == jnp.float16 else 2.0 ** -32
 
 
+@recorded
 def LayerNorm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
     """Layer normalization over the last axis with params ``{"scale": (d,), "bias": (d,)}``."""
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:

@@ -41,6 +41,7 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, Static, named, no_params
 from .conv import NHWC, NHWC_HINT
+from ..structure import recorded
 
 
 def _pool(kind: str, window, stride, rules) -> Layer:
@@ -88,6 +89,7 @@ def _pool(kind: str, window, stride, rules) -> Layer:
     return named(name, no_params, fwd, bwd)
 
 
+@recorded
 def MaxPool2D(window, stride=None) -> Layer:
     """Max over ``window`` (int or pair) with ``stride`` (default: the window); VALID.
 
@@ -109,6 +111,7 @@ def MaxPool2D(window, stride=None) -> Layer:
     return _pool("MaxPool2D", window, stride, rules)
 
 
+@recorded
 def AvgPool2D(window, stride=None) -> Layer:
     """Mean over ``window`` (int or pair) with ``stride`` (default: the window); VALID
     (PyTorch's ``nn.AvgPool2d`` with padding 0)."""

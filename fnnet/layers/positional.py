@@ -23,8 +23,10 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, Static, named
 from ..initializers import normal
+from ..structure import recorded
 
 
+@recorded
 def PositionalEmbedding(max_len: int, *, init=normal(0.02), dtype=jnp.float32) -> Layer:
     """Learned positional embedding with params ``{"table": (max_len, d)}``; adds
     ``table[:T]`` to a ``(batch, T, d)`` input."""

@@ -66,6 +66,7 @@ from jax import lax
 
 from .. import _checks
 from ..core import Layer, Static, named
+from ..structure import recorded
 
 SEQ = "(batch, time, features)"
 SEQ_HINT = "For one sequence use x[None]; for time-major data use x.swapaxes(0, 1)."
@@ -250,6 +251,7 @@ def recurrent(kind: str, hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> 
     return named(name, init, fwd, bwd)
 
 
+@recorded
 def SimpleRNN(hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> Layer:
     """Elman RNN ``h' = tanh(x w_ih + b_ih + h w_hh + b_hh)``; = ``nn.RNN(batch_first=True)``.
 
@@ -259,6 +261,7 @@ def SimpleRNN(hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> Layer:
     return recurrent("SimpleRNN", hidden, unroll=unroll, dtype=dtype)
 
 
+@recorded
 def LSTM(hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> Layer:
     """LSTM, gate order i, f, g, o; = ``nn.LSTM(batch_first=True)`` with transposed weights.
 
@@ -267,6 +270,7 @@ def LSTM(hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> Layer:
     return recurrent("LSTM", hidden, unroll=unroll, dtype=dtype)
 
 
+@recorded
 def GRU(hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> Layer:
     """GRU, gate order r, z, n, ``n = tanh(x W_in + b_in + r (h W_hn + b_hn))``;
     = ``nn.GRU(batch_first=True)`` with transposed weights.

@@ -18,6 +18,7 @@ import math
 
 from .. import _checks
 from ..core import Layer, Static, named, no_params
+from ..structure import recorded
 
 
 def _reshaper(name: str, new_shape) -> Layer:
@@ -36,6 +37,7 @@ def _reshaper(name: str, new_shape) -> Layer:
 Flatten = _reshaper("Flatten", lambda x: (math.prod(x.shape[1:]),))
 
 
+@recorded
 def Reshape(shape) -> Layer:
     """Reshape each example to ``shape`` (a tuple of ints, at most one ``-1``)."""
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)

@@ -28,8 +28,10 @@ from jax import lax
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import ones
+from ..structure import recorded
 
 
+@recorded
 def RMSNorm(eps: float = 1e-6, *, dtype=jnp.float32) -> Layer:
     """Root-mean-square normalization over the last axis with params ``{"scale": (d,)}``."""
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:

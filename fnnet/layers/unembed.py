@@ -22,8 +22,10 @@ from .. import _checks
 from ..core import Layer, named
 from ..initializers import normal
 from ..sqnorm import ghost_sqnorm
+from ..structure import recorded
 
 
+@recorded
 def Unembed(num_embeddings: int, *, table_init=None, dtype=jnp.float32) -> Layer:
     """Project features onto ``num_embeddings`` logits with params ``{"table": (num, features)}``.
 

@@ -39,13 +39,13 @@ trains bit for bit the same with ``jax_enable_x64`` on and off.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import numbers
 
 import jax
 import numpy as np
 
+from .. import structure
 from ..static import Static
 
 __all__ = ["recorded", "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hparams",
@@ -53,30 +53,15 @@ __all__ = ["recorded", "Recipe", "recipe_of", "hparams_of", "rebuild", "split_hp
 
 
 def recorded(factory):
-    """Decorate an optimizer/schedule factory so that what it returns carries its recipe."""
-    sig = inspect.signature(factory)
-
-    @functools.wraps(factory)
-    def build(*args, **kwargs):
-        obj = factory(*args, **kwargs)
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        target = obj.update if _is_optimizer(obj) else obj
-        target.fnnet_recipe = (build, dict(bound.arguments))
-        return obj
-
+    """Decorate an optimizer/schedule factory so that what it returns carries its recipe
+    (fnnet's one identity, :func:`fnnet.structure.recorded`, on ``update`` or on the
+    schedule function)."""
+    build = structure.recorded(factory)
     build.fnnet_factory = True
-    build.fnnet_signature = sig
     return build
 
 
-def _is_optimizer(obj) -> bool:
-    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "update", None))
-
-
-def _raw(obj):
-    target = obj.update if _is_optimizer(obj) else obj
-    return getattr(target, "fnnet_recipe", None)
+_raw = structure.recipe
 
 
 def hparams_of(obj) -> dict | None:
