@@ -16,6 +16,11 @@ def _fmt(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def is_float(a) -> bool:
+    """Whether ``a`` (an array or a scalar; not None) has a floating-point dtype."""
+    return a is not None and jnp.issubdtype(jnp.result_type(a), jnp.floating)
+
+
 def floating(name: str, x, what: str = "input"):
     """Raise ``TypeError`` unless ``x`` is a floating-point array."""
     dtype = jnp.result_type(x)

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import is_float
+
 __all__ = ["GradCheckReport", "LeafCheck", "autodiff_rtol", "compare", "random_like", "discrete",
-           "cast_floats", "is_float", "ABS_FLOOR"]
+           "cast_floats", "ABS_FLOOR"]
 
 _AUTODIFF_RTOL = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
 
@@ -111,10 +113,6 @@ class GradCheckReport:
                           f"  {verdict}: {n_ok}/{len(self.leaves)} leaves agree"])
 
     __repr__ = __str__
-
-
-def is_float(a) -> bool:
-    return jnp.issubdtype(jnp.result_type(a), jnp.floating)
 
 
 def _to64(tree):

@@ -52,7 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compare import (ABS_FLOOR, GradCheckReport, LeafCheck, autodiff_rtol, cast_floats, compare,
-                      discrete, input_label, is_float, random_like)
+                      discrete, input_label, random_like)
+from ._checks import is_float
 from .core import Layer, Loss, call, custom_vjp, meta
 from .grad import loss_fn, value_and_grad
 from .second_order import check_hvp, check_layer_double_backward

@@ -63,6 +63,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._checks import is_float
 from .core import Graph, Layer, Static, combinator, meta
 from .optim.loss_scale import MixedPrecisionParams
 from .structure import recorded
@@ -70,12 +71,8 @@ from .structure import recorded
 __all__ = ["MixedPrecisionParams", "mixed_precision"]
 
 
-def _is_float(a) -> bool:
-    return jnp.issubdtype(jnp.result_type(a), jnp.floating)
-
-
 def _cast(tree, dtype):
-    return jax.tree.map(lambda a: a.astype(dtype) if _is_float(a) else a, tree)
+    return jax.tree.map(lambda a: a.astype(dtype) if is_float(a) else a, tree)
 
 
 def _dtypes(tree):
@@ -113,7 +110,7 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16, *, output_dtype=jn
 
     def backward(res, dy, back):
         res, scale, p_dtypes, x_dtypes, y_dtypes = res
-        dy_c = jax.tree.map(lambda d, t: (d * scale.astype(d.dtype)).astype(t) if _is_float(d) else d,
+        dy_c = jax.tree.map(lambda d, t: (d * scale.astype(d.dtype)).astype(t) if is_float(d) else d,
                             dy, jax.tree.unflatten(jax.tree.structure(dy), y_dtypes.value))
         dp_c, dx_c = back(0, res, dy_c)
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from ._checks import is_float
 from .optim.masking import kernel_mask
 from .structure import recorded
 
@@ -45,15 +46,11 @@ class Regularizer(NamedTuple):
     recipe_field = "value"   # the l2(...) call that built it (its identity) is recorded there
 
 
-def _floating(leaf) -> bool:
-    return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
-
-
 def _mask_of(mask, params, where: str):
     if mask == "kernels":
         return kernel_mask(params)
     if mask == "all":
-        return jax.tree.map(_floating, params)
+        return jax.tree.map(is_float, params)
     tree = mask(params) if callable(mask) else mask
     want, got = jax.tree.structure(params), jax.tree.structure(tree)
     if want != got:

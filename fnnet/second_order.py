@@ -33,6 +33,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._checks import is_float
 from .compare import compare, discrete, input_label, random_like
 from .core import Layer, Loss, meta
 from .grad import loss_fn, value_and_grad
@@ -58,10 +59,6 @@ def hvp(model: Layer, loss: Loss, params, x, y, v, *, key=None):
     return jax.jvp(lambda p: grad(p, x, y, key=key)[1], (params,), (v,))[1]
 
 
-def _float(a) -> bool:
-    return a is not None and jnp.issubdtype(jnp.result_type(a), jnp.floating)
-
-
 def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, seed: int = 0,
                                 **options):
     """Double-backward check of one layer's ``bwd`` (rows ``d2 [0]...`` params, ``d2 dx``
@@ -70,7 +67,7 @@ def check_layer_double_backward(layer: Layer, params, x, *, key=None, dy=None, s
         raise ValueError(f"{layer.name} (double backward): the check takes a single input "
                          f"array, got {type(x).__name__}")
     k_dy, k_u, k_dir = jax.random.split(jax.random.key(seed + 1), 3)
-    x_float = _float(x)
+    x_float = is_float(x)
     if dy is None:
         out = jax.eval_shape(lambda p, x: layer.fwd(p, x, key=key)[0], params, x)
         dy = jax.random.normal(k_dy, out.shape, out.dtype)
@@ -115,7 +112,7 @@ def check_hvp(model: Layer, loss: Loss, params, x, y, *, key=None, seed: int = 0
 
     def cast(p):
         dt = jnp.result_type(*jax.tree.leaves(p)) if jax.tree.leaves(p) else jnp.float32
-        return (x.astype(dt) if _float(x) else x), (y.astype(dt) if _float(y) else y)
+        return (x.astype(dt) if is_float(x) else x), (y.astype(dt) if is_float(y) else y)
 
     def reference(p):  # <autodiff gradient, u>; its gradient is H u
         xx, yy = cast(p)

@@ -30,7 +30,6 @@ ones reuse its compiled program.
 
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 
@@ -165,24 +164,6 @@ class Keyed:
         return f"Keyed({self.obj!r})"
 
 
-# The last few objects keyed, by identity (each held, so its id stays its own).
-_RECENT: "collections.OrderedDict[int, Keyed]" = collections.OrderedDict()
-RECENT_SIZE = 64
-
-
 def keyed(obj) -> Keyed:
-    """Wrap ``obj`` for use as a structurally compared static argument.
-
-    The description of an object seen recently is reused (the same object is
-    described once, as ``jax.jit`` itself treats a function as fixed once seen).
-    """
-    if isinstance(obj, Keyed):
-        return obj
-    hit = _RECENT.get(id(obj))
-    if hit is not None and hit.obj is obj:
-        _RECENT.move_to_end(id(obj))
-        return hit
-    k = _RECENT[id(obj)] = Keyed(obj)
-    if len(_RECENT) > RECENT_SIZE:
-        _RECENT.popitem(last=False)
-    return k
+    """Wrap ``obj`` for use as a structurally compared static argument of ``jax.jit``."""
+    return obj if isinstance(obj, Keyed) else Keyed(obj)
