@@ -52,7 +52,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey, keystr
 
-from .sharding import FSDP, Policy, check_axis, check_spec
+from .partitioning import FSDP, Policy, check_axis, check_spec
 
 __all__ = ["TensorParallel"]
 

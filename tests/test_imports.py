@@ -16,8 +16,9 @@ ROOT = pathlib.Path(fnnet.__file__).parent
 # floor: modules ("fnnet.optim.*": the package and everything in it)
 FLOORS = {
     0: ["fnnet._checks", "fnnet._named", "fnnet.checkpoint", "fnnet.initializers",
-        "fnnet.runlog", "fnnet.shapes", "fnnet.sharding", "fnnet.sqnorm", "fnnet.static",
-        "fnnet.structure"],                                     # utilities: no fnnet imports
+        "fnnet.runlog", "fnnet.shapes", "fnnet.sqnorm", "fnnet.static", "fnnet.structure",
+        "fnnet.distributed", "fnnet.partitioning", "fnnet.tensor_parallel",
+        "fnnet.sharded_checkpoint", "fnnet.sharding"],          # utilities, devices
     1: ["fnnet.optim.*"],                                       # optimizers
     2: ["fnnet.core"],                                          # the Layer/Loss contract
     3: ["fnnet.state", "fnnet.walk"],                           # through a layer's record
@@ -28,7 +29,7 @@ FLOORS = {
         "fnnet.gradcheck", "fnnet.rules", "fnnet.diagnostics", "fnnet.debug", "fnnet.dp",
         "fnnet.plotting"],                                      # tools over models
     7: ["fnnet.metrics", "fnnet.train", "fnnet.sweep"],         # training and inference
-    8: ["fnnet", "fnnet.cli", "fnnet.demos.*"],                 # the package, the apps
+    8: ["fnnet", "fnnet.cli", "fnnet.launch", "fnnet.demos.*"],  # the package, the apps
 }
 
 # Known edges that close a cycle, each with the issue that removes it.
