@@ -86,10 +86,13 @@ class Meta:
     first layer (None: float32). ``state``: a stateful layer's
     :class:`~fnnet.state.StateRule`. ``graph``: a combinator's :class:`Graph`.
     ``per_example(res, dy)`` / ``sqnorm(res, dy)``: per-example gradients (leading
-    batch axis) and their squared norms ``(n,)`` (:mod:`fnnet.per_example`).
+    batch axis) and their squared norms ``(n,)`` (:mod:`fnnet.per_example`);
+    ``scaled_grad(res, dy, factor)``: ``sum_i factor[i] g_i`` when the layer can
+    scale after a costly part of its backward (DP-SGD's clipped sum).
     ``batch_coupled``: examples interact (no per-example gradients). ``rule``: the
     learning rule whose ``bwd`` is not the true VJP on purpose, ``true_bwd`` the
-    true one (:mod:`fnnet.rules`).
+    true one (:mod:`fnnet.rules`). ``check_input(x)``: a check of concrete input
+    data, run before compiling (``Embedding``'s id range).
     """
 
     name: str
@@ -99,9 +102,11 @@ class Meta:
     graph: Graph | None = None
     per_example: Callable | None = None
     sqnorm: Callable | None = None
+    scaled_grad: Callable | None = None
     batch_coupled: bool = False
     rule: str = ""
     true_bwd: Callable | None = None
+    check_input: Callable | None = None
 
 
 # A layer written before the record existed pins these attributes on its ``fwd``
@@ -109,8 +114,9 @@ class Meta:
 _LEGACY = {"fnnet_name": "name", "fnnet_needs_key": "needs_key",
            "fnnet_input_dtype": "input_dtype", "fnnet_state": "state",
            "fnnet_per_example": "per_example", "fnnet_sqnorm": "sqnorm",
-           "fnnet_batch_coupled": "batch_coupled", "fnnet_rule": "rule",
-           "fnnet_true_bwd": "true_bwd"}
+           "fnnet_scaled_grad": "scaled_grad", "fnnet_batch_coupled": "batch_coupled",
+           "fnnet_rule": "rule", "fnnet_true_bwd": "true_bwd",
+           "fnnet_check_input": "check_input"}
 
 
 def meta(layer) -> Meta:

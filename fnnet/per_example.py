@@ -230,13 +230,14 @@ def scaled_sum(root: Node, factor):
     its recorded ``dy`` scaled per example, and the graphs combine the results as in
     their own backward; every ``dx`` (unused) is dead code under ``jit``
     ("book-keeping", Bu et al. 2022). DP-SGD's clipped sum. A layer may give
-    ``fwd.fnnet_scaled_grad(res, dy, factor)`` instead, to scale after a costly part of
-    its backward that the walk already computed (MultiHeadAttention's ``dqkv``)."""
+    ``named(..., scaled_grad=rule)``, ``rule(res, dy, factor)``, instead, to scale after
+    a costly part of its backward that the walk already computed (MultiHeadAttention's
+    ``dqkv``)."""
 
     def hook(node, dy, inside):
         if not node.leaf:
             return inside(dy)
-        rule = getattr(node.layer.fwd, "fnnet_scaled_grad", None)
+        rule = meta(node.layer).scaled_grad
         if rule is not None and _has_param_leaves(node.params):
             return rule(node.res, node.dy, factor), node.layer.bwd(node.res, node.dy)[1]
         scaled = jax.tree.map(

@@ -277,5 +277,5 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
              "w_o": o.reshape(-1, d).T @ dy.reshape(-1, d), "b_o": jnp.sum(dy, axis=(0, 1))}
         return {k: a.astype(w_o.dtype) for k, a in g.items()}
 
-    fwd.fnnet_scaled_grad = scaled_grad
-    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm)
+    return named(name, init, fwd, bwd, per_example=per_example, sqnorm=sqnorm,
+                 scaled_grad=scaled_grad)
