@@ -36,17 +36,20 @@ itself (``uses_mask=True``), the output head drops the mask (``keep=False``); an
 array both are exactly the wrapped layer / ``residual``, so a model built from them
 takes ``ids`` or ``(ids, mask)`` with the same params. :func:`TransformerBlock`,
 :func:`LlamaBlock` and so ``fn.models.gpt``/``gpt2``/``llama`` are built this way
-(:func:`pre_norm_block`); the per-example walk (``fn.per_example_grads``) goes
-through them with either input (``pass_mask`` hands on the layer's own rule).
+(:func:`pre_norm_block`); both are graphs (:mod:`fnnet.walk`), so every tool
+(per-example gradients, diagnostics, ...) sees the wrapped layers with either input.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 from .combinators import residual, serial
-from .core import Layer, Static, named
+from .core import Graph, Layer, Static, combinator, meta
+from .structure import recorded
 from .initializers import glorot_uniform
 from .layers import (Dense, Gelu, GroupedQueryAttention, LayerNorm, MultiHeadAttention, RMSNorm,
                      SwiGLU)
@@ -99,81 +102,74 @@ def _pair(where: str, x):
     return x
 
 
+@recorded
 def pass_mask(layer: Layer, *, keep: bool = True, uses_mask: bool = False) -> Layer:
     """``layer`` on ``x``; on a pair ``(x, mask)``: ``(layer(x), mask)``, or ``(layer((x,
     mask)), mask)`` for a layer that reads the mask itself (``uses_mask=True``: the
     attention layers), or the output alone with ``keep=False`` (the output head).
 
-    Same name, params, ``init`` and per-example rules as ``layer`` (a ``serial`` is
-    wrapped piece by piece); the mask's cotangent is ``None``."""
+    Same name, params and ``init`` as ``layer`` (a ``serial`` is wrapped piece by
+    piece), a wrapper graph the tools see through; the mask's cotangent is ``None``."""
     if not isinstance(layer, Layer):
         raise TypeError(f"pass_mask: argument is {layer!r}, not a fnnet Layer")
-    kids = getattr(layer.fwd, "fnnet_layers", None)
-    if kids and getattr(layer.fwd, "fnnet_route", None) == "serial" and not uses_mask:
+    inner = meta(layer).graph
+    if inner is not None and inner.kind == "serial" and not uses_mask:
         # serial(a, b) -> serial(pass_mask(a), pass_mask(b)): same params, and the pieces
-        # stay visible to the per-example walk and the diagnostics
+        # keep their own rules (a mask passes beside each)
+        kids = inner.children
         return serial(*map(pass_mask, kids[:-1]), pass_mask(kids[-1], keep=keep))
     if layer.has_state:
         raise ValueError(f"pass_mask: {layer.name} has layer state; not supported")
 
-    def fwd(params, x, *, key=None):
+    def forward(params, x, key, state, run):
         if not _is_pair(x):
-            y, res = layer.fwd(params, x, key=key)
+            y, res = run(0, params, x, key, state)
             return y, (res, Static(False))
         h, mask = _pair(layer.name, x)
-        y, res = layer.fwd(params, x if uses_mask else h, key=key)
+        y, res = run(0, params, x if uses_mask else h, key, state)
         return ((y, mask) if keep else y), (res, Static(True))
 
-    def unpair(res, dy):
-        return dy[0] if res[1].value and keep else dy
+    def backward(res, dy, back):
+        paired = res[1].value
+        dparams, dx = back(0, res[0], dy[0] if paired and keep else dy)
+        return dparams, ((dx, None) if paired and not uses_mask else dx)
 
-    def bwd(res, dy):
-        dparams, dx = layer.bwd(res[0], unpair(res, dy))
-        return dparams, ((dx, None) if res[1].value and not uses_mask else dx)
-
-    out = named(layer.name, layer.init, fwd, bwd, needs_key=layer.needs_key,
-                input_dtype=getattr(layer.fwd, "fnnet_input_dtype", None))
-    rule = getattr(layer.fwd, "fnnet_per_example", None)
-    if rule is not None:
-        fwd.fnnet_per_example = lambda res, dy: rule(res[0], unpair(res, dy))
-    sq = getattr(layer.fwd, "fnnet_sqnorm", None)
-    if sq is not None:
-        fwd.fnnet_sqnorm = lambda res, dy: sq(res[0], unpair(res, dy))
-    return out
+    graph = Graph("pass_mask", (layer,), forward, backward, params=lambda p: (p,),
+                  residuals=lambda r: (r[0],), wrapper=True, output=0)
+    return combinator(layer.name, layer.init, graph, input_dtype=meta(layer).input_dtype)
 
 
+@recorded
 def masked_residual(branch: Layer) -> Layer:
     """``x + branch(x)``; on a pair ``(x, mask)``: ``(x + y, mask)`` where ``(y, mask) =
     branch((x, mask))`` (the branch carries the mask through, e.g.
     ``serial(pass_mask(RMSNorm()), pass_mask(attention, uses_mask=True))``). Params and
-    residuals are ``branch``'s own, as for ``residual``; the branch's output cotangent is
-    this layer's (what the per-example walk relies on)."""
+    residuals are ``branch``'s own: ``residual``'s graph, extended to pairs."""
     if not isinstance(branch, Layer):
         raise TypeError(f"masked_residual: argument is {branch!r}, not a fnnet Layer")
     plain = residual(branch)
-    name = plain.name
+    name, graph = plain.name, meta(plain).graph
 
-    def fwd(params, x, *, key=None):
+    def forward(params, x, key, state, run):
         if not _is_pair(x):
-            return plain.fwd(params, x, key=key)
+            return graph.forward(params, x, key, state, run)
         h, mask = _pair(name, x)
-        y, res = branch.fwd(params, x, key=key)
+        y, res = run(0, params, x, key, state)
         if not _is_pair(y) or jnp.shape(y[0]) != jnp.shape(h):
             raise ValueError(f"{name}: the branch maps (x, mask) with x of shape "
                              f"{tuple(jnp.shape(h))} to {jax.tree.map(jnp.shape, y)}; "
                              f"x + branch(x) needs (an array of x's shape, mask)")
         return (h + y[0], mask), res
 
-    def bwd(res, dy):
+    def backward(res, dy, back):
         if not _is_pair(dy):
-            return plain.bwd(res, dy)
-        dparams, dx = branch.bwd(res, dy)
+            return graph.backward(res, dy, back)
+        dparams, dx = back(0, res, dy)
         return dparams, ((dx[0] + dy[0]).astype(dx[0].dtype), None)
 
-    out = named(name, plain.init, fwd, bwd, needs_key=branch.needs_key,
-                input_dtype=getattr(branch.fwd, "fnnet_input_dtype", None))
-    fwd.fnnet_inner = branch
-    return out
+    return combinator(name, plain.init,
+                      dataclasses.replace(graph, forward=forward, backward=backward),
+                      input_dtype=meta(branch).input_dtype)
 
 
 def LlamaBlock(d_model: int, num_heads: int, hidden: int, *, num_kv_heads: int | None = None,

@@ -92,7 +92,8 @@ class Meta:
     ``batch_coupled``: examples interact (no per-example gradients). ``rule``: the
     learning rule whose ``bwd`` is not the true VJP on purpose, ``true_bwd`` the
     true one (:mod:`fnnet.rules`). ``check_input(x)``: a check of concrete input
-    data, run before compiling (``Embedding``'s id range).
+    data, run before compiling (``Embedding``'s id range). ``config``: a model's
+    architecture record (:class:`fnnet.models.ModelConfig`).
     """
 
     name: str
@@ -107,6 +108,7 @@ class Meta:
     rule: str = ""
     true_bwd: Callable | None = None
     check_input: Callable | None = None
+    config: Any = None
 
 
 # A layer written before the record existed pins these attributes on its ``fwd``
@@ -116,7 +118,7 @@ _LEGACY = {"fnnet_name": "name", "fnnet_needs_key": "needs_key",
            "fnnet_per_example": "per_example", "fnnet_sqnorm": "sqnorm",
            "fnnet_scaled_grad": "scaled_grad", "fnnet_batch_coupled": "batch_coupled",
            "fnnet_rule": "rule", "fnnet_true_bwd": "true_bwd",
-           "fnnet_check_input": "check_input"}
+           "fnnet_check_input": "check_input", "fnnet_config": "config"}
 
 
 def meta(layer) -> Meta:

@@ -103,9 +103,9 @@ def _fallback(node: Node, dy, where: str):
         raise _unsupported(layer, "is random in training and has no per-example rule "
                            "(its masks would differ example by example)", where)
 
-    def one(xi, dyi):
-        _, res = layer.fwd(node.params, xi[None])
-        return layer.bwd(res, dyi[None])[0]
+    def one(xi, dyi):    # trees: a tuple input, a None cotangent
+        _, res = layer.fwd(node.params, jax.tree.map(lambda a: a[None], xi))
+        return layer.bwd(res, jax.tree.map(lambda a: a[None], dyi))[0]
 
     return jax.vmap(one)(node.x, dy)
 

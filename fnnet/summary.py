@@ -28,7 +28,7 @@ import jax
 from .core import Layer
 from .shapes import abstract_batch, check_shape_tree, shape_tree
 from .state import init_state
-from .walk import nodes, record
+from .walk import record
 
 __all__ = ["summary", "Summary", "SummaryRow"]
 
@@ -124,15 +124,20 @@ def summary(model: Layer, input_shape) -> Summary:
     params = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.key(0))
     rows = []
 
+    def add(node, depth):
+        kids, leaf = node.children, node.leaf
+        if len(kids) == 1 and kids[0].layer.name == node.layer.name:
+            return add(kids[0], depth)     # a wrapper under its child's name: one row
+        state = init_state(node.layer, node.params)
+        rows.append(SummaryRow(depth, node.layer.name if leaf else node.graph.kind,
+                               shape_tree(node.y), _leaves(node.params) if leaf else {},
+                               _count(node.params), _leaves(state) if leaf else {},
+                               _count(state)))
+        for child in kids:
+            add(child, depth + 1)
+
     def trace(params, x):   # the tape of one abstract training forward (fnnet.walk)
-        _, root = record(model, params, x, key=jax.random.key(0))
-        for node in nodes(root):
-            state = init_state(node.layer, node.params)
-            leaf = node.leaf
-            rows.append(SummaryRow(len(node.path), node.layer.name if leaf else
-                                   node.layer.name.split("(")[0], shape_tree(node.y),
-                                   _leaves(node.params) if leaf else {}, _count(node.params),
-                                   _leaves(state) if leaf else {}, _count(state)))
+        add(record(model, params, x, key=jax.random.key(0))[1], 0)
 
     jax.eval_shape(trace, params, abstract_batch(input_shape, model.input_dtype))
     return Summary(model.name, tuple(input_shape), tuple(rows))

@@ -176,3 +176,31 @@ def test_per_example_gradients_see_through_every_combinator(problem):
     bn_model, bn_params, _ = models["bn"]
     with pytest.raises(ValueError, match=r"BatchNorm\(.*\) couples the examples"):
         fn.per_example_grads(bn_model, CE, bn_params, ids, y, key=KEY)
+
+
+def test_padding_mask_wrappers_are_graphs_too():
+    # fnnet.blocks' pass_mask and masked_residual (a padding mask riding beside x): every
+    # tool sees the wrapped layers, with (x, mask) pairs as with plain arrays
+    model = fn.serial(fn.blocks.LlamaBlock(8, 2, 16),
+                      fn.blocks.pass_mask(fn.Dense(3), keep=False))
+    params = jax.tree.map(lambda a: a.astype(F64), model.init(jax.random.key(0), (T, 8)))
+    x = (jax.random.normal(jax.random.key(1), (N, T, 8), F64),
+         jnp.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], bool))
+    y = jax.random.normal(jax.random.key(2), (N, T, 3), F64)
+    mse = fn.losses.mean_squared_error
+    names = [layer.name.split("(")[0] for _, layer, _, _ in walk.leaves(model, params)]
+    assert names == ["RMSNorm", "GroupedQueryAttention", "RMSNorm", "SwiGLU", "Dense"]
+    diag = fn.gradient_diagnostics(model, mse, params, x, y)
+    assert [row.name.split("(")[0] for row in diag.layers] == names and diag.vjp_ok, diag
+    assert [r.name.split("(")[0] for r in fn.summary(model, (T, 8)).rows
+            if r.name not in COMBINATORS] == names
+
+    def run(p):
+        got = fn.per_example_grads(model, mse, p, x, y)
+        ref = jax.vmap(lambda xi, mi, yi: fn.value_and_grad(model, mse)(
+            p, (xi[None], mi[None]), yi[None])[1])(*x, y)
+        return got, ref
+
+    got, ref = jax.jit(run)(params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..per_example import ghost_sqnorm
+from ..sqnorm import ghost_sqnorm
 
 
 def init(key, shapes: dict, bias: bool, w_init, b_init, dtype) -> dict:

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, Static, named
 from ..initializers import glorot_uniform, zeros
+from ..structure import recorded
 from ._projections import linear as _linear
 from . import _projections
 from .attention import (MEMORY, _merge_heads as _merge, _split_heads as _split, core_backward,
@@ -143,6 +144,7 @@ def _positive(name, what, v, allow_none=False):
         raise ValueError(f"{name}: {what} must be a positive int, got {v!r}")
 
 
+@recorded
 def GroupedQueryAttention(num_heads: int, num_kv_heads: int | None = None, *,
                           head_dim: int | None = None, rope_theta: float | None = 10000.0,
                           causal: bool = True, bias: bool = False, memory: str = "full",
@@ -270,7 +272,7 @@ def GroupedQueryAttention(num_heads: int, num_kv_heads: int | None = None, *,
         dq, dk, dv = projection_cotangents(res, dy)
         return {"q": (x, dq), "k": (x, dk), "v": (x, dv), "o": (o, dy)}
 
-    fwd.fnnet_per_example = lambda res, dy: _projections.per_example(
-        _pairs(res, dy), bias, res[9]["w_o"].dtype)
-    fwd.fnnet_sqnorm = lambda res, dy: _projections.sqnorm(_pairs(res, dy), bias)  # ghost norms
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd,
+                 per_example=lambda res, dy: _projections.per_example(
+                     _pairs(res, dy), bias, res[9]["w_o"].dtype),
+                 sqnorm=lambda res, dy: _projections.sqnorm(_pairs(res, dy), bias))  # ghost

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from ..core import Layer, named, no_params
+from ..structure import recorded
 
 
 def _angle_dtype(dtype):
@@ -91,6 +92,7 @@ def apply_rope_bwd(dy, cos, sin):
     return dy * cos - rotate_half(dy) * sin
 
 
+@recorded
 def RotaryEmbedding(theta: float = 10000.0) -> Layer:
     """RoPE as a parameter-free layer on ``(batch, heads, T, dh)`` (positions ``0..T-1``)."""
     if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from .. import _checks
 from ..core import Layer, named
 from ..initializers import glorot_uniform, zeros
+from ..structure import recorded
 from . import _projections
 
 NAMES = ("gate", "up", "down")
@@ -44,6 +45,7 @@ def _silu_parts(g):
     return g * s, s
 
 
+@recorded
 def SwiGLU(hidden: int, *, bias: bool = False, w_init=glorot_uniform, b_init=zeros,
            dtype=jnp.float32) -> Layer:
     """The gated MLP ``(silu(x W_gate) * (x W_up)) W_down`` with ``hidden`` units,
@@ -102,7 +104,7 @@ def SwiGLU(hidden: int, *, bias: bool = False, w_init=glorot_uniform, b_init=zer
         view = lambda t: t.reshape(n, -1, t.shape[-1])
         return {"gate": (view(x), view(dg)), "up": (view(x), view(du)), "down": (view(h), view(dy))}
 
-    fwd.fnnet_per_example = lambda res, dy: _projections.per_example(
-        _pairs(res, dy), bias, res[3].dtype)
-    fwd.fnnet_sqnorm = lambda res, dy: _projections.sqnorm(_pairs(res, dy), bias)  # ghost norms
-    return named(name, init, fwd, bwd)
+    return named(name, init, fwd, bwd,
+                 per_example=lambda res, dy: _projections.per_example(
+                     _pairs(res, dy), bias, res[3].dtype),
+                 sqnorm=lambda res, dy: _projections.sqnorm(_pairs(res, dy), bias))  # ghost

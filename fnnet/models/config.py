@@ -25,8 +25,8 @@ attention_bias     (True)                      attention_bias
 mlp_bias           (True)                      mlp_bias
 =================  ==========================  ==================================
 
-The record is attached as ``model.fwd.fnnet_config`` (a ``Layer`` is a tuple of
-functions); it is plain data and never enters the computation. ``extra`` keeps the
+The record is the ``config`` field of the model's layer record
+(:func:`fnnet.core.meta`); it is plain data and never enters the computation. ``extra`` keeps the
 other entries of a loaded ``config.json`` (token ids, ``initializer_range``...) so
 that ``save_pretrained`` writes them back; it takes no part in equality.
 """
@@ -36,10 +36,10 @@ from __future__ import annotations
 import dataclasses
 
 from ..combinators import serial
-from ..core import Layer
+from ..core import Layer, meta
 from ..tie import tie
 
-__all__ = ["ModelConfig", "config_of", "attach_config", "model_from_config"]
+__all__ = ["ModelConfig", "config_of", "attach_config"]
 
 MODEL_TYPES = ("gpt2", "llama")
 
@@ -76,12 +76,12 @@ class ModelConfig:
 
 def config_of(model: Layer) -> ModelConfig | None:
     """The :class:`ModelConfig` a builder attached to ``model``, or None."""
-    return getattr(getattr(model, "fwd", None), "fnnet_config", None)
+    return meta(model).config if isinstance(model, Layer) else None
 
 
 def attach_config(model: Layer, config: ModelConfig) -> Layer:
     """Record ``config`` on ``model`` (returns ``model``)."""
-    model.fwd.fnnet_config = config
+    model.fwd.fnnet_meta = dataclasses.replace(meta(model), config=config)
     return model
 
 
@@ -92,24 +92,3 @@ def language_model(layers, config: ModelConfig) -> Layer:
     if config.tie_embeddings:
         net = tie(net, (0, "table"), (len(layers) - 1, "table"))
     return attach_config(net, config)
-
-
-def model_from_config(config: ModelConfig, *, memory: str = "full",
-                      block_size: int = 128) -> Layer:
-    """The model ``config`` describes, built by ``fn.models.gpt2`` or ``fn.models.llama``
-    (``memory`` and ``block_size`` choose the attention core, not the architecture)."""
-    from .gpt2 import gpt2
-    from .llama import llama
-
-    c = config
-    if c.model_type == "gpt2":
-        model = gpt2(c.vocab_size, c.max_positions, c.d_model, c.num_heads, c.num_layers,
-                     n_inner=c.hidden, eps=c.eps, tie_embeddings=c.tie_embeddings,
-                     memory=memory, block_size=block_size)
-    else:
-        model = llama(c.vocab_size, c.d_model, c.num_heads, c.num_layers, c.hidden,
-                      num_kv_heads=c.num_kv_heads, head_dim=c.head_dim, rope_theta=c.rope_theta,
-                      eps=c.eps, tie_embeddings=c.tie_embeddings, max_len=c.max_positions,
-                      attention_bias=c.attention_bias, mlp_bias=c.mlp_bias, memory=memory,
-                      block_size=block_size)
-    return attach_config(model, config)

@@ -69,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..core import Layer, apply
+from ..core import Layer, apply, meta
 from ..layers import gqa
 from ..layers.attention import _split_heads as split_heads
 from ..structure import keyed
@@ -123,11 +123,10 @@ class Decoder(NamedTuple):
     max_positions: int
 
 
-def _children(layer: Layer, route: str | None = "serial"):
-    kids = getattr(layer.fwd, "fnnet_layers", None)
-    if kids is None or (route and getattr(layer.fwd, "fnnet_route", None) != route):
-        return None
-    return kids
+def _children(layer: Layer, kind: str = "serial"):
+    """The children of a ``kind`` graph (:func:`fnnet.core.meta`), else None."""
+    graph = meta(layer).graph
+    return graph.children if graph is not None and graph.kind == kind else None
 
 
 def _layout_error(model, what: str) -> ValueError:
@@ -157,8 +156,9 @@ def decoder(model: Layer) -> Decoder:
         raise ValueError(f"{NAME}: model_type {kind!r} is not supported; generate knows "
                          f"'gpt2' and 'llama'")
     fill, inner = (lambda p: p), model
-    if getattr(model.fwd, "fnnet_fill", None) is not None:
-        fill, inner = model.fwd.fnnet_fill, model.fwd.fnnet_inner
+    if _children(model, "tie") is not None:
+        tied = meta(model).graph
+        fill, inner = (lambda p: tied.params(p)[0]), tied.children[0]
     layers = _children(inner)
     n_layers = cfg.num_layers
     first = 2 if kind == "gpt2" else 1
@@ -169,9 +169,9 @@ def decoder(model: Layer) -> Decoder:
         halves = _children(block)
         if halves is None or len(halves) != 2:
             raise _layout_error(model, "a block is not serial(residual(...), residual(...))")
-        attn_branch = getattr(halves[0].fwd, "fnnet_inner", None)
-        pair = None if attn_branch is None else _children(attn_branch)
-        if pair is None or len(pair) != 2 or getattr(halves[1].fwd, "fnnet_inner", None) is None:
+        attn_branch = _children(halves[0], "residual")
+        pair = None if attn_branch is None else _children(attn_branch[0])
+        if pair is None or len(pair) != 2 or _children(halves[1], "residual") is None:
             raise _layout_error(model, "a block's attention branch is not "
                                        "residual(serial(norm, attention))")
         blocks.append((pair[0], pair[1], halves[1]))

@@ -68,7 +68,9 @@ import numpy as np
 
 from ..checkpoint import TMP_MARK, _fsync_directory, _host, _remove_stale_temps
 from ..core import Layer
-from .config import ModelConfig, config_of, model_from_config
+from .config import ModelConfig, attach_config, config_of
+from .gpt2 import gpt2
+from .llama import llama
 
 __all__ = ["from_pretrained", "save_pretrained", "state_dict", "params_from_state_dict",
            "config_from_hf", "config_to_hf"]
@@ -365,6 +367,24 @@ def _read_tensors(directory: str) -> tuple[dict, str]:
                     with st.safe_open(path, framework="flax") as g:
                         tensors[k] = g.get_tensor(k)
     return tensors, source
+
+
+def model_from_config(config: ModelConfig, *, memory: str = "full",
+                      block_size: int = 128) -> Layer:
+    """The model ``config`` describes, built by ``fn.models.gpt2`` or ``fn.models.llama``
+    (``memory`` and ``block_size`` choose the attention core, not the architecture)."""
+    c = config
+    if c.model_type == "gpt2":
+        model = gpt2(c.vocab_size, c.max_positions, c.d_model, c.num_heads, c.num_layers,
+                     n_inner=c.hidden, eps=c.eps, tie_embeddings=c.tie_embeddings,
+                     memory=memory, block_size=block_size)
+    else:
+        model = llama(c.vocab_size, c.d_model, c.num_heads, c.num_layers, c.hidden,
+                      num_kv_heads=c.num_kv_heads, head_dim=c.head_dim, rope_theta=c.rope_theta,
+                      eps=c.eps, tie_embeddings=c.tie_embeddings, max_len=c.max_positions,
+                      attention_bias=c.attention_bias, mlp_bias=c.mlp_bias, memory=memory,
+                      block_size=block_size)
+    return attach_config(model, config)
 
 
 def from_pretrained(directory, dtype=None, *, memory: str = "full",
