@@ -204,3 +204,27 @@ def test_padding_mask_wrappers_are_graphs_too():
     got, ref = jax.jit(run)(params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_hand_made_and_old_style_layers_still_work():
+    # a hand-made Layer(init, fwd, bwd) gets a default record; attributes pinned on fwd
+    # in the old style (fwd.fnnet_per_example = ...) are still read
+    dense = fn.Dense(2)
+
+    def fwd(params, x, *, key=None):
+        return dense.fwd(params, x)
+
+    old = fn.Layer(dense.init, fwd, dense.bwd)
+    m = fn.core.meta(old)
+    assert (m.name, m.graph, m.per_example, old.has_state) == ("fwd", None, None, False)
+    fwd.fnnet_name, fwd.fnnet_per_example = "OldDense", fn.core.meta(dense).per_example
+    assert fn.core.meta(old).name == "OldDense" == old.name
+    assert fn.core.meta(old).per_example is fn.core.meta(dense).per_example
+    net, ref = fn.serial(old, fn.Tanh), fn.serial(dense, fn.Tanh)
+    params = jax.tree.map(lambda a: a.astype(F64), ref.init(jax.random.key(0), (3,)))
+    x, y = jax.random.normal(jax.random.key(1), (4, 3), F64), jnp.zeros((4, 2), F64)
+    mse = fn.losses.mean_squared_error
+    for a, b in zip(jax.tree.leaves(fn.per_example_grads(net, mse, params, x, y)),
+                    jax.tree.leaves(fn.per_example_grads(ref, mse, params, x, y))):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert [r.name for r in fn.summary(net, (3,)).rows] == ["serial", "OldDense", "Tanh"]
