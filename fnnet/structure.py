@@ -30,6 +30,7 @@ ones reuse its compiled program.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 
@@ -164,6 +165,24 @@ class Keyed:
         return f"Keyed({self.obj!r})"
 
 
+# The last few objects keyed, by identity (each held, so its id stays its own).
+_RECENT: "collections.OrderedDict[int, Keyed]" = collections.OrderedDict()
+RECENT_SIZE = 64
+
+
 def keyed(obj) -> Keyed:
-    """Wrap ``obj`` for use as a structurally compared static argument of ``jax.jit``."""
-    return obj if isinstance(obj, Keyed) else Keyed(obj)
+    """Wrap ``obj`` for use as a structurally compared static argument of ``jax.jit``.
+
+    An object keyed recently is described once (a model's description costs tens of
+    microseconds, per call of ``fit``).
+    """
+    if isinstance(obj, Keyed):
+        return obj
+    hit = _RECENT.get(id(obj))
+    if hit is not None and hit.obj is obj:
+        _RECENT.move_to_end(id(obj))
+        return hit
+    k = _RECENT[id(obj)] = Keyed(obj)
+    if len(_RECENT) > RECENT_SIZE:
+        _RECENT.popitem(last=False)
+    return k

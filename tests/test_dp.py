@@ -67,11 +67,11 @@ def test_clipped_grad_equals_the_vmap_grad_reference(problem, clip):
 
 @pytest.mark.parametrize("memory", ["full", "lean"])
 def test_clipped_grad_through_attention_scales_after_its_core(memory):
-    """MultiHeadAttention's clipped sum scales dqkv (fwd.fnnet_scaled_grad), not dy: the
+    """MultiHeadAttention's clipped sum scales dqkv (its record's scaled_grad), not dy: the
     same numbers as the vmap(grad) reference, causal or not, in both memory modes."""
     net = fn.serial(fn.Dense(8), fn.MultiHeadAttention(2, causal=True, memory=memory,
                                                        block_size=2), fn.Dense(3))
-    assert net.fwd.fnnet_layers[1].fwd.fnnet_scaled_grad
+    assert fn.core.meta(fn.core.meta(net).graph.children[1]).scaled_grad
     params = jax.tree.map(lambda a: a.astype(F64), net.init(jax.random.key(2), (4, 3)))
     x = jax.random.normal(jax.random.key(3), (5, 4, 3), F64)
     y = jnp.array([[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2], [0, 0, 1, 1], [2, 2, 1, 0]])

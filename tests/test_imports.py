@@ -28,14 +28,14 @@ FLOORS = {
     6: ["fnnet.summary", "fnnet.per_example", "fnnet.compare", "fnnet.second_order",
         "fnnet.gradcheck", "fnnet.rules", "fnnet.diagnostics", "fnnet.debug", "fnnet.dp",
         "fnnet.plotting"],                                      # tools over models
-    7: ["fnnet.metrics", "fnnet.train", "fnnet.sweep"],         # training and inference
+    7: ["fnnet.metrics", "fnnet.validation", "fnnet.step", "fnnet.loop", "fnnet.inference",
+        "fnnet.train", "fnnet.sweep"],                          # training and inference
     8: ["fnnet", "fnnet.cli", "fnnet.launch", "fnnet.demos.*"],  # the package, the apps
 }
 
-# Known edges that close a cycle, each with the issue that removes it.
-ALLOWED = {
-    ("fnnet.metrics", "fnnet.train"): "issue 21 moves evaluate/predict out of metrics.py",
-}
+# Known edges that close a cycle or go up, each with the issue that removes it (none now;
+# metrics <-> train was one until issue 21 moved evaluate/predict to inference.py).
+ALLOWED = {}
 
 
 def _module(path: pathlib.Path) -> str:
