@@ -134,8 +134,9 @@ def pass_mask(layer: Layer, *, keep: bool = True, uses_mask: bool = False) -> La
         dparams, dx = back(0, res[0], dy[0] if paired and keep else dy)
         return dparams, ((dx, None) if paired and not uses_mask else dx)
 
+    reads = lambda x: [(0, x if uses_mask or not _is_pair(x) else x[0])]
     graph = Graph("pass_mask", (layer,), forward, backward, params=lambda p: (p,),
-                  residuals=lambda r: (r[0],), wrapper=True, output=0)
+                  residuals=lambda r: (r[0],), wrapper=True, output=0, reads=reads)
     return combinator(layer.name, layer.init, graph, input_dtype=meta(layer).input_dtype)
 
 

@@ -186,7 +186,8 @@ def parallel(*layers: Layer) -> Layer:
         grads = [back(i, r, g) for i, (r, g) in enumerate(zip(residuals, dy))]
         return tuple(dp for dp, _ in grads), tuple(dx for _, dx in grads)
 
-    return combinator(name, init, Graph("parallel", layers, forward, backward),
+    reads = lambda x: list(enumerate(x)) if isinstance(x, (tuple, list)) and len(x) == n else []
+    return combinator(name, init, Graph("parallel", layers, forward, backward, reads=reads),
                       input_dtype=_input_dtype(layers, "each"))
 
 

@@ -61,7 +61,9 @@ class Graph:
     is this layer's output (``serial``: the last; None when it is combined);
     ``additive``: the children's params are disjoint parts of this layer's, so
     their squared gradient norms add (not for ``mixed_precision``, which rescales,
-    nor ``tie``, which shares); ``shares``: a tie's ``(source, targets)`` paths.
+    nor ``tie``, which shares); ``shares``: a tie's ``(source, targets)`` paths;
+    ``reads(x) -> [(i, x_i)]``: the children that read this layer's input ``x`` itself
+    (default: the first, all of it; ``parallel``: each its entry).
     """
 
     kind: str
@@ -74,6 +76,7 @@ class Graph:
     output: int | None = None
     additive: bool = True
     shares: tuple | None = None
+    reads: Callable = lambda x: [(0, x)]
 
 
 @dataclasses.dataclass(frozen=True)

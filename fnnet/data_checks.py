@@ -13,7 +13,7 @@ what                   rule                                                 erro
 non-finite ``x``/``y``  every float entry of ``x`` finite (and of ``y``,     ``ValueError``
                        for a built-in loss without a mask)
 ids                    an input-facing layer that declares a check           ``ValueError``
-                       (``fwd.fnnet_check_input``: ``Embedding``'s
+                       (its record's ``check_input``: ``Embedding``'s
                        ``[0, num)``) runs it on the concrete ``x``
 targets                a built-in loss's own target rule (class indices in   ``ValueError``
                        ``[0, k)``, hinge targets -1/+1), at unmasked
@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import _fmt
-from .core import forward
+from .core import forward, meta
+from .walk import input_layers
 
 __all__ = ["check_dataset", "check_finite", "check_inputs", "check_targets", "check_schedule"]
 
@@ -67,27 +68,12 @@ def check_finite(where: str, name: str, tree):
         )
 
 
-def _input_layers(layer, x):
-    """``(layer, x)`` for every layer that sees (part of) the model's input directly."""
-    fwd = layer.fwd
-    route, kids = getattr(fwd, "fnnet_route", None), getattr(fwd, "fnnet_layers", ())
-    inner = getattr(fwd, "fnnet_inner", None)
-    if route == "serial" and kids:
-        yield from _input_layers(kids[0], x)
-    elif route == "parallel" and isinstance(x, (tuple, list)) and len(x) == len(kids):
-        for kid, xi in zip(kids, x):
-            yield from _input_layers(kid, xi)
-    elif inner is not None:
-        yield from _input_layers(inner, x)
-    else:
-        yield layer, x
-
-
 def check_inputs(where: str, model, x, name: str = "x"):
     """Run the concrete-input check of every input-facing layer that declares one
-    (``fwd.fnnet_check_input(x)``, e.g. ``Embedding``'s id range) on ``x``."""
-    for layer, xi in _input_layers(model, x):
-        check = getattr(layer.fwd, "fnnet_check_input", None)
+    (``named(..., check_input=check)``, e.g. ``Embedding``'s id range) on its part of
+    ``x`` (:func:`fnnet.walk.input_layers`)."""
+    for layer, xi in input_layers(model, x):
+        check = meta(layer).check_input
         if check is None:
             continue
         try:

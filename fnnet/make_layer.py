@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from .core import Layer, Static, named, no_params
+from .structure import recorded
 
 __all__ = ["make_layer"]
 
@@ -66,6 +67,7 @@ def _fmt(path) -> str:
     return jax.tree_util.keystr(path)
 
 
+@recorded
 def make_layer(name: str, fwd: Callable, bwd: Callable, *, init: Callable | None = None,
                needs_key: bool = False, input_dtype=None) -> Layer:
     """A :class:`~fnnet.Layer` named ``name`` from ``fwd`` and its hand-written ``bwd``.

@@ -15,6 +15,7 @@ children's; this module passes recording ones, so a walk computes exactly what
                        ``bwd`` for a leaf, the graph's backward over the children else)
 :func:`leaves`         the leaf layers with their params and keys, without data
 :func:`locate`         the leaf node holding a params path of a recorded node
+:func:`input_layers`   the leaf layers that read the model's input itself, with their part
 :func:`output_layer`   the layer that produces a model's output
 =====================  =====================================================================
 
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 
 from .core import Layer, call, layer_keys, meta
 
-__all__ = ["Node", "record", "backward", "leaf_nodes", "nodes", "leaves", "locate",
+__all__ = ["Node", "record", "backward", "leaf_nodes", "nodes", "leaves", "locate", "input_layers",
            "output_layer", "seed"]
 
 
@@ -173,6 +174,15 @@ def locate(node: Node, path: tuple):
             raise ValueError(f"{node.layer.name}: no child holds the params leaf "
                              f"{jax.tree_util.keystr(tuple(path))}")
     return node, tuple(path)
+
+
+def input_layers(model: Layer, x) -> list:
+    """``[(layer, x_part)]``: the leaf layers that read (a part of) the input ``x`` itself,
+    as each graph routes it (``Graph.reads``); no data is computed."""
+    graph = meta(model).graph
+    if graph is None:
+        return [(model, x)]
+    return [entry for i, xi in graph.reads(x) for entry in input_layers(graph.children[i], xi)]
 
 
 def output_layer(model: Layer) -> Layer:

@@ -23,13 +23,13 @@ FLOORS = {
     2: ["fnnet.core"],                                          # the Layer/Loss contract
     3: ["fnnet.state", "fnnet.walk"],                           # through a layer's record
     4: ["fnnet.combinators", "fnnet.tie", "fnnet.mixed_precision", "fnnet.layers.*",
-        "fnnet.losses", "fnnet.regularizers"],                  # building blocks
+        "fnnet.losses", "fnnet.regularizers", "fnnet.make_layer"],  # building blocks
     5: ["fnnet.blocks", "fnnet.models.*", "fnnet.grad"],        # composites, value_and_grad
     6: ["fnnet.summary", "fnnet.per_example", "fnnet.compare", "fnnet.second_order",
         "fnnet.gradcheck", "fnnet.rules", "fnnet.diagnostics", "fnnet.debug", "fnnet.dp",
         "fnnet.plotting"],                                      # tools over models
-    7: ["fnnet.metrics", "fnnet.validation", "fnnet.step", "fnnet.loop", "fnnet.inference",
-        "fnnet.train", "fnnet.sweep"],                          # training and inference
+    7: ["fnnet.metrics", "fnnet.validation", "fnnet.data_checks", "fnnet.step", "fnnet.loop",
+        "fnnet.inference", "fnnet.train", "fnnet.sweep"],       # training and inference
     8: ["fnnet", "fnnet.cli", "fnnet.launch", "fnnet.demos.*"],  # the package, the apps
 }
 

@@ -228,3 +228,28 @@ def test_hand_made_and_old_style_layers_still_work():
                     jax.tree.leaves(fn.per_example_grads(ref, mse, params, x, y))):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     assert [r.name for r in fn.summary(net, (3,)).rows] == ["serial", "OldDense", "Tanh"]
+
+
+def test_bidirectional_is_a_graph_of_two_copies():
+    # fn.Bidirectional: the layer and its time-reversed copy, own params each
+    model = fn.serial(fn.Bidirectional(fn.SimpleRNN(3)), fn.LastStep, fn.Dense(2))
+    params = jax.tree.map(lambda a: a.astype(F64), model.init(jax.random.key(0), (T, 2)))
+    x = jax.random.normal(jax.random.key(1), (N, T, 2), F64)
+    y = jax.random.normal(jax.random.key(2), (N, 2), F64)
+    mse = fn.losses.mean_squared_error
+    entries = walk.leaves(model, params)
+    assert [layer.name for _, layer, _, _ in entries] == ["SimpleRNN(3)", "SimpleRNN(3)",
+                                                          "LastStep", "Dense(2)"]
+    assert entries[1][2] is params[0]["backward"]
+    diag = fn.gradient_diagnostics(model, mse, params, x, y)
+    assert [row.path for row in diag.layers] == [e[0] for e in entries] and diag.vjp_ok, diag
+
+    def run(p):
+        got = fn.per_example_grads(model, mse, p, x, y)
+        ref = jax.vmap(lambda xi, yi: fn.value_and_grad(model, mse)(p, xi[None], yi[None])[1])(
+            x, y)
+        return got, ref
+
+    got, ref = jax.jit(run)(params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -17,7 +17,8 @@ Backward (``R`` is its own transpose; the two directions add at the input)::
 
 Stacked bidirectional RNNs are ``serial``s of these (the second layer reads the
 ``2 h`` features of the first). A key (training) is split in two, one per
-direction. Residuals: both directions' residuals and ``Static(h)``.
+direction. Residuals: both directions' residuals and ``Static(h)``. It is a graph
+(two children: the layer and its time-reversed copy), so every tool sees both.
 
 Padded batches: the backward direction reads a padded sequence from its END, so
 with padding at the end it starts on the padding; pad at the start, or use
@@ -36,9 +37,11 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from ..core import Layer, Static, named
+from ..core import Graph, Layer, Static, combinator, layer_keys
+from ..structure import recorded
 
 
+@recorded
 def Bidirectional(layer: Layer) -> Layer:
     """``layer`` run forward and, with its own params, backward in time; outputs
     concatenated on the feature axis. ``layer`` maps ``(batch, T, in) -> (batch, T, h)``."""
@@ -57,15 +60,15 @@ def Bidirectional(layer: Layer) -> Layer:
         k_f, k_b = jax.random.split(key)
         return {"forward": layer.init(k_f, input_shape), "backward": layer.init(k_b, input_shape)}
 
-    def fwd(params, x, *, key=None):
+    def forward(params, x, key, state, run):
         if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
             raise ValueError(f"{name}: params must be {{'forward': ..., 'backward': ...}} (this "
                              f"layer's init), got {type(params).__name__}")
         _checks.floating(name, x)
         _checks.rank(name, x, 3, "(batch, time, features)", "For one sequence use x[None].")
-        k_f, k_b = (None, None) if key is None else tuple(jax.random.split(key))
-        y_f, res_f = layer.fwd(params["forward"], x, key=k_f)
-        y_r, res_b = layer.fwd(params["backward"], jnp.flip(x, axis=1), key=k_b)
+        k_f, k_b = layer_keys(key, 2)
+        y_f, res_f = run(0, params["forward"], x, k_f, None)
+        y_r, res_b = run(1, params["backward"], jnp.flip(x, axis=1), k_b, None)
         if jnp.ndim(y_f) != 3 or y_f.shape[:2] != x.shape[:2]:
             raise ValueError(f"{name}: the wrapped layer must map (batch, time, in) to (batch, "
                              f"time, h) with the same time steps; it maps {_checks._fmt(x.shape)} "
@@ -73,10 +76,14 @@ def Bidirectional(layer: Layer) -> Layer:
         y = jnp.concatenate([y_f, jnp.flip(y_r, axis=1)], axis=-1)
         return y, (res_f, res_b, Static(y_f.shape[-1]))
 
-    def bwd(res, dy):
+    def backward(res, dy, back):
         res_f, res_b, h = res
-        dp_f, dx_f = layer.bwd(res_f, dy[..., :h.value])
-        dp_b, dx_r = layer.bwd(res_b, jnp.flip(dy[..., h.value:], axis=1))
+        dp_f, dx_f = back(0, res_f, dy[..., :h.value])
+        dp_b, dx_r = back(1, res_b, jnp.flip(dy[..., h.value:], axis=1))
         return {"forward": dp_f, "backward": dp_b}, dx_f + jnp.flip(dx_r, axis=1)
 
-    return named(name, init, fwd, bwd, needs_key=layer.needs_key)
+    # two children: the layer forward in time and its copy backward (own params each)
+    graph = Graph("Bidirectional", (layer, layer), forward, backward,
+                  params=lambda p: (p["forward"], p["backward"]),
+                  residuals=lambda r: (r[0], r[1]))
+    return combinator(name, init, graph)

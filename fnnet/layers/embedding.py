@@ -108,7 +108,6 @@ def Embedding(num_embeddings: int, features: int, *, table_init=normal(1.0),
         same = (ids[:, :, None] == ids[:, None, :]) & valid[:, :, None] & valid[:, None, :]
         return jnp.sum(jnp.where(same, jnp.einsum("ntd,nsd->nts", dy3, dy3), 0), axis=(1, 2))
 
-    # fit/evaluate run this on the concrete data before compiling (fnnet.data_checks)
-    fwd.fnnet_check_input = lambda ids: _check_ids(name, ids, num_embeddings)
+    # check_input: fit/evaluate run it on the concrete data before compiling (data_checks)
     return named(name, init, fwd, bwd, input_dtype=jnp.int32, per_example=per_example,
-                 sqnorm=sqnorm)
+                 sqnorm=sqnorm, check_input=lambda ids: _check_ids(name, ids, num_embeddings))

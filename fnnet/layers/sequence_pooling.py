@@ -53,6 +53,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from ..core import Layer, Static, named, no_params
+from ..structure import recorded
 
 SEQ = "(batch, time, ...)"
 
@@ -117,6 +118,7 @@ def _select(name: str, i: int) -> Layer:
     return named(name, no_params, fwd, bwd)
 
 
+@recorded
 def SelectStep(i: int) -> Layer:
     """Step ``i`` of every sequence: ``(batch, T, ...) -> (batch, ...)``; ``i < 0``
     counts from the end (``SelectStep(-1)`` is :data:`LastStep`)."""
@@ -130,6 +132,7 @@ LastStep = _select("LastStep", -1)
 
 # --- MeanOverTime ---------------------------------------------------------------------
 
+@recorded
 def MeanOverTime() -> Layer:
     """The mean over the time axis, ``(batch, T, ...) -> (batch, ...)``; the input may
     be ``(x, mask)`` with a ``(batch, T)`` mask (bool/int: select; float: weights)."""
@@ -171,6 +174,7 @@ def MeanOverTime() -> Layer:
 
 # --- MaxOverTime ----------------------------------------------------------------------
 
+@recorded
 def MaxOverTime() -> Layer:
     """The maximum over the time axis per feature, ``(batch, T, ...) -> (batch, ...)``;
     ties go to the first maximal step. The input may be ``(x, mask)`` (masked steps
