@@ -31,8 +31,8 @@ of the loop :func:`fnnet.fit` compiles (:func:`fnnet.loop.run_epochs`), inside o
   when ``hparams`` is empty (a seed sweep).
 
 The compiled sweep is cached on the structure of the model, loss, optimizer
-function and ``init`` (:mod:`fnnet.structure`: a lambda written again is the
-same function), ``batch_size``, ``method``, the hyperparameter names and the
+function and ``init`` (:mod:`fnnet.structure`: fnnet's objects are their
+constructor calls; any other function is itself), ``batch_size``, ``method``, the hyperparameter names and the
 shapes. The number of epochs and the hyperparameter values are data (epochs are
 bucketed to powers of two, as in :func:`fnnet.fit`).
 """

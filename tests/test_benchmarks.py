@@ -40,6 +40,7 @@ def _assert_rows(data, names):
                 assert r["time_s"]["median"] > 0 and r["time_s"]["min"] > 0, (name, r["impl"])
 
 
+@pytest.mark.slow   # ~12 s; the cases themselves are unit-tested above
 def test_quick_benchmark_writes_every_core_case_with_positive_times(tmp_path):
     """The core cases (XOR, MLPs, sweep, memory, peak) in smoke mode: the default run."""
     proc, data, elapsed = _quick(tmp_path, *CASES)

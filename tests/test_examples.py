@@ -47,6 +47,7 @@ def test_breast_cancer_quick_mode_and_plot(tmp_path, capsys):
     _assert_png(png)
 
 
+@pytest.mark.slow   # time budget of the default run
 def test_vanishing_quick_mode_and_plot(tmp_path, capsys):
     png = tmp_path / "vanishing.png"
     assert vanishing.main(["--quick", "--no-progress", "--plot", str(png)]) == 0
@@ -135,6 +136,7 @@ def test_the_epoch_loop_fallback_matches_the_metrics_of_fit(monkeypatch):
     assert h["test_loss"][-1] < h["test_loss"][0] and result["test_accuracy"] > 0.8
 
 
+@pytest.mark.slow   # time budget of the default run
 def test_digits_batchnorm_quick_mode_and_plot(tmp_path, capsys):
     from fnnet.demos import digits_batchnorm
 

@@ -23,6 +23,7 @@ def run(capsys, argv):
     return code, out, accuracy
 
 
+@pytest.mark.slow   # time budget of the default run
 def test_digits_cnn_quick(capsys):
     code, out, accuracy = run(capsys, ["--quick"])
     assert code == 0, out
