@@ -176,6 +176,7 @@ def test_char_lstm_manual_and_autodiff_give_the_same_losses(capsys):
     np.testing.assert_allclose(losses["manual"], losses["autodiff"], rtol=1e-4)
 
 
+@pytest.mark.slow   # time budget; generate and the char GPT are tested in test_generate/test_gpt
 def test_char_gpt_quick_mode_and_plot(tmp_path, capsys):
     from fnnet.demos import char_gpt
 
