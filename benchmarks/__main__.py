@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 CASES = ("peak", "xor", "mlp", "large", "sweep", "memory", "gpt", "attention", "lstm", "cnn1d",
          "reuse", "per_example", "sharding", "llama", "generate")
@@ -349,6 +350,14 @@ def add_peak_share(case: dict, peak: dict) -> None:
         f"({best:,.0f} GFLOP/s): " + ", ".join(bits))
 
 
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
 # --- main ---------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -373,7 +382,7 @@ def main(argv=None) -> int:
     print(f"load average at start: {meta['load_average_start']}"
           + ("   (QUICK MODE: smoke test, numbers not meaningful)" if args.quick else ""))
     t0 = time.perf_counter()
-    results, skipped = {}, []
+    results, skipped, failed = {}, [], {}
     gpu = args.device == "gpu"
 
     def run(key, case_fn, *a, printer=None, **k):
@@ -384,7 +393,13 @@ def main(argv=None) -> int:
             print(f"\n## {key}: skipped (--max-seconds {args.max_seconds:g} spent)")
             return
         t = time.perf_counter()
-        out = case_fn(*a, **k)
+        try:
+            out = case_fn(*a, **k)
+        except Exception as err:      # one broken case must not cost the others' numbers
+            failed[key] = f"{type(err).__name__}: {err}"
+            print(f"\n## {key}: FAILED after {time.perf_counter() - t:.1f} s")
+            traceback.print_exc()
+            return
         out["wall_s"] = time.perf_counter() - t
         if "peak" in results:
             add_peak_share(out, results["peak"])
@@ -393,6 +408,8 @@ def main(argv=None) -> int:
             printer(out)
         else:
             print_case(out, gpu)
+        if args.json:                 # after every case: a run killed later keeps these
+            write_json(args.json, {"meta": meta, "cases": results, "partial": True})
 
     with jax.default_device(device):
         if "peak" in cases:
@@ -405,7 +422,7 @@ def main(argv=None) -> int:
         for dtype in cfg.dtypes:
             sfx = "" if dtype == "float32" else f"_{dtype}"
             for key, name, s, b in mlp_cases:
-                run(key + sfx, C.case_mlp, cfg, device, results["peak"], sizes=s, batch=b,
+                run(key + sfx, C.case_mlp, cfg, device, results.get("peak"), sizes=s, batch=b,
                     dtype=dtype, title=f"{name} {'-'.join(map(str, s))}: batch {b}, SGD step, "
                                        f"{dtype}")
         for key in ("sweep", "reuse"):
@@ -436,16 +453,18 @@ def main(argv=None) -> int:
             if key in cases:
                 run(key, getattr(LL, f"case_{key}"), cfg, device)
     meta["skipped_for_time"] = skipped
+    meta["failed"] = failed
     ts = targets(results, args.quick)
     print_targets(ts)
     meta["load_average_end"] = load_average()
     meta["wall_s"] = time.perf_counter() - t0
     print(f"\nwall time {meta['wall_s']:.1f} s; load average at end: {meta['load_average_end']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "cases": results, "targets": ts}, f, indent=1, default=str)
+        write_json(args.json, {"meta": meta, "cases": results, "targets": ts})
         print(f"JSON written to {args.json}")
-    return 0
+    if failed:
+        print("FAILED cases: " + "; ".join(f"{k} ({v})" for k, v in failed.items()))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

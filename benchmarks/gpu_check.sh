@@ -19,6 +19,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu_check.json}"
 start=$(date +%s)
+# the active Python (plain `python` where there is one, else `python3`); this checkout is
+# put first on the import path, so fnnet needs no install step
+py="${PYTHON:-$(command -v python || command -v python3)}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "## GPU"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -28,21 +32,35 @@ else
 fi
 
 echo "## JAX"
-python - <<'EOF' || exit 2
-import sys
+"$py" - <<'EOF' || exit 2
+import os, sys
 import jax
 print("jax", jax.__version__, "devices:", jax.devices())
-if not any(d.platform == "gpu" for d in jax.devices()):
+if os.environ.get("FNNET_BENCH_GPU_ON_CPU") != "1" and not any(d.platform == "gpu" for d in jax.devices()):
     sys.exit("JAX sees no GPU. This script installs nothing: install JAX with CUDA yourself "
              "(pip install -U \"jax[cuda12]\") on a machine with an NVIDIA driver, and rerun.")
+# correctness on the GPU before speed: a small GPT's hand-written gradient in float64 on the
+# GPU against autodiff and finite differences
+jax.config.update("jax_enable_x64", True)
+import fnnet as fn
+model = fn.models.gpt(11, 8, d_model=16, num_heads=2, num_layers=2)
+ks = jax.random.split(jax.random.PRNGKey(0), 3)
+params = jax.tree.map(lambda a: a.astype("float64"), model.init(ks[0], (8,)))
+ids = jax.random.randint(ks[1], (2, 8), 0, 11)
+labels = jax.random.randint(ks[2], (2, 8), 0, 11)
+rep = fn.check_grads(model, fn.losses.softmax_cross_entropy, params, ids, labels)
+print("gradient check on", jax.tree.leaves(params)[0].devices(), "->", "ok" if rep else "FAIL")
+if not rep:
+    print(rep)
+    sys.exit(3)
 EOF
 
 echo "## PyTorch (optional peer)"
-python -c "import torch; print('torch', torch.__version__, 'CUDA available:', torch.cuda.is_available())" \
+"$py" -c "import torch; print('torch', torch.__version__, 'CUDA available:', torch.cuda.is_available())" \
     || echo "torch not importable: the PyTorch CUDA rows are skipped"
 
 echo "## benchmarks"
-timeout 470 python -m benchmarks --device gpu --cases peak,mlp,large,gpt,lstm,attention \
+timeout 470 "$py" -m benchmarks --device gpu --cases peak,mlp,large,gpt,lstm,attention \
     --max-seconds 400 --json "$out"
 status=$?
 echo "## gpu_check: exit status $status, $(( $(date +%s) - start )) s in all; JSON: $out"
