@@ -432,6 +432,8 @@ def case_mlp(cfg: Config, device, peak_case, *, sizes, batch, title, lr=0.01,
         import torch
 
         tdev = "cuda" if cfg.device == "gpu" else "cpu"
+        if tdev == "cuda":
+            notes.append(peers.cuda_tf32(torch))
         tdtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         tm = peers.TorchMLP(weights, biases, lr, device=tdev, dtype=tdtype)
         tx, tl = tm.put(x, labels)

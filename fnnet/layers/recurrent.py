@@ -217,8 +217,9 @@ def recurrent(kind: str, hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> 
         dt = hs.dtype
         dys = jnp.swapaxes(dy, 0, 1).astype(dt)
         w_hh_t = w_hh.astype(dt).T
-        h_prev = (jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]]) if cell.needs_h_prev
-                  else None)
+        # the state entering each step (zeros first): the GRU's backward reads it, and
+        # dw_hh is one matmul over it (shifting the h-wide states, never the G h-wide dH)
+        h_prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])
         dstate0 = (jnp.zeros_like(hs[0]),) * (1 + cell.extra_state)
 
         def step(dstate, inputs):
@@ -232,13 +233,14 @@ def recurrent(kind: str, hidden: int, *, unroll: int = 1, dtype=jnp.float32) -> 
             return (dh_prev, *drest), (dX, dH)
 
         _, (dX, dH) = lax.scan(step, dstate0, (cell_res, dys, hs if cell.needs_h else None,
-                                               h_prev), reverse=True, unroll=unroll)
+                                               h_prev if cell.needs_h_prev else None),
+                               reverse=True, unroll=unroll)
         dH = dX if dH is None else dH
         # the weight gradients: one matmul each over all (time, batch) positions, on
         # time-major arrays flattened to 2-d (no transposes of the wide dX)
         rows = lambda a: a.reshape(-1, a.shape[-1])
         dw_ih = rows(xs).T @ rows(dX)
-        dw_hh = rows(hs[:-1]).T @ rows(dH[1:])
+        dw_hh = rows(h_prev).T @ rows(dH)
         dx = jnp.swapaxes(dX @ w_ih.astype(dt).T, 0, 1)
         dparams = {"w_ih": dw_ih, "w_hh": dw_hh, "b_ih": dX.sum(axis=(0, 1)),
                    "b_hh": dH.sum(axis=(0, 1))}
