@@ -175,7 +175,7 @@ def _verdict(ok: bool, near: bool = False) -> str:
     return "PASS" if ok else ("PASS (within noise)" if near else "MISS")
 
 
-def targets(results: dict, quick: bool) -> list[dict]:
+def targets(results: dict, quick: bool, gpu: bool = False) -> list[dict]:
     out = []
 
     def add(name, value, ok, near=False, detail=""):
@@ -198,15 +198,23 @@ def targets(results: dict, quick: bool) -> list[dict]:
             near=q["median"] <= 1.03 and q["q1"] <= 1.0,
             detail=f"{q['n']} back-to-back pairs, IQR {q['q1']:.3f}-{q['q3']:.3f}; "
                    f"ratio of round medians {r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}]")
-    if "mlp" in results:
-        rows = rowmap(results["mlp"])
+    # the share of the matmul peak: on a CPU the 784-512-512-10 step; on a GPU that step is
+    # ~1 us of arithmetic behind ~100 us of launches at any speed, so the step that fills
+    # the chip (the large MLP) carries the target there
+    for key in ("large", "large_bfloat16") if gpu else ("mlp",):
+        if key not in results:
+            continue
+        rows = rowmap(results[key])
         share = rows["fnnet manual"]["peak_share_in_round"]
         c6 = rows["fnnet manual"]["peak_share"]
-        add("mlp: fnnet manual >= 85% of matmul peak", share["median"], share["median"] >= 0.85,
+        add(f"{key}: fnnet manual >= 85% of matmul peak", share["median"],
+            share["median"] >= 0.85,
             detail=f"matmul timed in the same rounds; per-round {share['min']:.3f}-"
                    f"{share['max']:.3f}; autodiff "
                    f"{rows['fnnet autodiff']['peak_share_in_round']['median']:.3f}; vs case 6's "
                    f"median peak {c6['median']:.3f}")
+    if "mlp" in results:
+        rows = rowmap(results["mlp"])
         torch_rows = [r for n, r in rows.items() if n.startswith("PyTorch")]
         if torch_rows:
             torch_row = min(torch_rows, key=lambda r: r["time_s"]["median"])
@@ -454,7 +462,7 @@ def main(argv=None) -> int:
                 run(key, getattr(LL, f"case_{key}"), cfg, device)
     meta["skipped_for_time"] = skipped
     meta["failed"] = failed
-    ts = targets(results, args.quick)
+    ts = targets(results, args.quick, gpu)
     print_targets(ts)
     meta["load_average_end"] = load_average()
     meta["wall_s"] = time.perf_counter() - t0

@@ -162,7 +162,7 @@ def fnnet_steps(cfg, model, loss, opt, params, state, x, y, *, methods=None):
                                                (params, state, x, y)))
          for name, (mdl, method) in methods.items() if name in ("fnnet manual",
                                                                  "fnnet autodiff")},
-        trials=1 if cfg.quick or cfg.device == "gpu" else 3)
+        trials=1 if cfg.quick else 3)
     return fns, mem, first_loss, compile_info
 
 
@@ -410,7 +410,7 @@ def case_mlp(cfg: Config, device, peak_case, *, sizes, batch, title, lr=0.01,
     compile_info = compile_times(
         {m: (lambda m=m: (jitted_step(net, loss, opt, m), (params, state, x, labels)))
          for m in ("manual", "autodiff")},
-        trials=1 if cfg.quick or cfg.device == "gpu" else 5)
+        trials=1 if cfg.quick else (3 if cfg.device == "gpu" else 5))
     for method in info:
         info[method].update({k: v for k, v in compile_info[method].items()
                              if not k.endswith("_trials")})
