@@ -71,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey, keystr
 
-__all__ = ["save", "load", "CheckpointError", "CheckpointNotFoundError"]
+__all__ = ["save", "load", "write_atomically", "CheckpointError", "CheckpointNotFoundError"]
 
 TREE_KEY = "__fnnet_tree__"
 FORMAT = "fnnet-checkpoint-2"
@@ -232,25 +232,50 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def write_atomically(path, write, *, verify=None) -> None:
+    """Create the file ``path`` whole or not at all.
+
+    ``write(tmp)`` creates a new file at ``tmp``, a name beside ``path`` (same directory,
+    so the rename below cannot cross file systems; ``open(tmp, "x...")`` gives it the
+    umask's permissions, as a direct write would). It is flushed to disk, ``verify(tmp)``
+    (if given) may raise to abandon it, and only then is it renamed over ``path`` and the
+    directory synced: a crash at any moment leaves the old ``path`` or the new one. The
+    temporary files of writers killed earlier on this host are removed first. Every
+    checkpoint format of fnnet writes through this one function."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    _remove_stale_temps(directory)
+    tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}."
+                                  f"{_host()}.{secrets.token_hex(8)}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if verify is not None:
+            verify(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_directory(directory)
+
+
 def save(path, tree) -> None:
     """Write ``tree`` to ``path`` (exactly that name) as an ``.npz``: atomically, and
     verified by reading it back before it replaces ``path``."""
     arrays = {}
     desc = _describe(tree, (), arrays)
     meta = json.dumps({"format": FORMAT, "tree": desc}).encode("utf-8")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temps(directory)
-    # Not tempfile.mkstemp: its 0600 mode would survive the rename; this file gets the
-    # umask's permissions, like a file np.savez writes directly.
-    tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}."
-                                  f"{_host()}.{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "xb") as f:
             _write_npz(f, arrays, meta)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def verify(tmp):
         try:
             with open(tmp, "rb") as f:
                 _, written = _parse(tmp, f.read())
@@ -259,12 +284,8 @@ def save(path, tree) -> None:
         except CheckpointError as err:
             raise CheckpointError(f"save: the file written did not read back intact, so {path} "
                                   f"was left unchanged (disk or memory fault?): {err}") from None
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_directory(directory)
+
+    write_atomically(path, write, verify=verify)
 
 
 # --- reading -----------------------------------------------------------------

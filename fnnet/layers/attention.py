@@ -149,13 +149,13 @@ def split_padded(name: str, x):
 
 
 
-def _split_heads(a, heads):
+def split_heads(a, heads):
     """``(batch, T, d) -> (batch, heads, T, d / heads)``."""
     b, t, d = a.shape
     return a.reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3)
 
 
-def _merge_heads(a):
+def merge_heads(a):
     """``(batch, heads, T, dh) -> (batch, T, heads * dh)``."""
     b, h, t, dh = a.shape
     return a.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
@@ -221,21 +221,21 @@ def MultiHeadAttention(num_heads: int, *, causal: bool = False, memory: str = "f
             raise ValueError(f"{name}: empty input of shape {x.shape}; needs at least one "
                              f"sequence of at least one step")
         qkv = x @ w_qkv + b_qkv
-        q, k, v = (_split_heads(a, num_heads) for a in jnp.split(qkv, 3, axis=-1))
+        q, k, v = (split_heads(a, num_heads) for a in jnp.split(qkv, 3, axis=-1))
         q = q * (1 / math.sqrt(d // num_heads))
         o, kept = core_forward(q, k, v, memory=memory, causal=causal, block=block_size,
                                key_mask=mask)
-        o = _merge_heads(o)
+        o = merge_heads(o)
         return o @ w_o + b_o, (x, w_qkv, q, k, v, o, kept, w_o, mask, Static(pair))
 
     def qkv_cotangent(res, dy):
         """The cotangent of ``qkv = x @ w_qkv + b_qkv``, ``(batch, T, 3d)``."""
         x, w_qkv, q, k, v, o, kept, w_o, mask, _ = res
-        do = _split_heads(dy @ w_o.T, num_heads)
-        dq, dk, dv = core_backward(q, k, v, _split_heads(o, num_heads), kept, do, memory=memory,
+        do = split_heads(dy @ w_o.T, num_heads)
+        dq, dk, dv = core_backward(q, k, v, split_heads(o, num_heads), kept, do, memory=memory,
                                    causal=causal, block=block_size, key_mask=mask)
         dq = dq * (1 / math.sqrt(q.shape[-1]))
-        return jnp.concatenate([_merge_heads(a) for a in (dq, dk, dv)], axis=-1)
+        return jnp.concatenate([merge_heads(a) for a in (dq, dk, dv)], axis=-1)
 
     def bwd(res, dy):
         x, w_qkv, q, k, v, o, kept, w_o, _, pair = res

@@ -65,7 +65,7 @@ from ..initializers import glorot_uniform, zeros
 from ..structure import recorded
 from ._projections import linear as _linear
 from . import _projections
-from .attention import (MEMORY, _merge_heads as _merge, _split_heads as _split, core_backward,
+from .attention import (MEMORY, core_backward, merge_heads as _merge, split_heads as _split,
                         core_forward, full_forward, split_padded)
 from .rope import apply_rope, apply_rope_bwd, rope_angles
 

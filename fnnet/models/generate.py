@@ -71,7 +71,7 @@ from jax import lax
 
 from ..core import Layer, apply, meta
 from ..layers import gqa
-from ..layers.attention import _split_heads as split_heads
+from ..layers.attention import split_heads
 from ..structure import keyed
 from .config import config_of
 

@@ -60,13 +60,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..checkpoint import TMP_MARK, _fsync_directory, _host, _remove_stale_temps
+from ..checkpoint import write_atomically
 from ..core import Layer
 from .config import ModelConfig, attach_config, config_of
 from .gpt2 import gpt2
@@ -406,26 +405,6 @@ def from_pretrained(directory, dtype=None, *, memory: str = "full",
     return model, params_from_state_dict(model, tensors, dtype, source=source)
 
 
-def _write_atomically(path: str, write) -> None:
-    """``write(tmp)`` creates a temporary file beside ``path``; it is flushed to disk, then
-    renamed over ``path`` (a crash leaves the old file or the new one, never half)."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f"{os.path.basename(path)}{TMP_MARK}{os.getpid()}."
-                                  f"{_host()}.{secrets.token_hex(8)}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_text(text: str):
     def write(path):
         with open(path, "x", encoding="utf-8") as f:
@@ -446,13 +425,11 @@ def save_pretrained(directory, model: Layer, params) -> None:
     dtype = max(dtypes, key=lambda d: d.itemsize) if dtypes else None
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(directory, exist_ok=True)
-    _remove_stale_temps(directory)
-    _write_atomically(os.path.join(directory, WEIGHTS),
-                      lambda tmp: st.numpy.save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_atomically(os.path.join(directory, WEIGHTS),
+                     lambda tmp: st.numpy.save_file(tensors, tmp, metadata={"format": "pt"}))
     text = json.dumps(config_to_hf(config, dtype), indent=2) + "\n"
-    _write_atomically(os.path.join(directory, CONFIG), _write_text(text))
+    write_atomically(os.path.join(directory, CONFIG), _write_text(text))
     _remove_old_shards(directory)
-    _fsync_directory(directory)
 
 
 def _remove_old_shards(directory: str) -> None:
