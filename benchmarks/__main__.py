@@ -359,11 +359,14 @@ def add_peak_share(case: dict, peak: dict) -> None:
 
 
 def write_json(path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` whole or not at all (fnnet's one atomic writer)."""
+    from fnnet.checkpoint import write_atomically
+
+    def write(tmp):
+        with open(tmp, "x") as f:
+            json.dump(data, f, indent=1, default=str)
+
+    write_atomically(path, write)
 
 
 # --- main ---------------------------------------------------------------------------

@@ -95,8 +95,7 @@ def cuda_tf32(torch) -> str:
     torch.set_float32_matmul_precision("high")        # TF32 for float32 matmuls
     torch.backends.cudnn.allow_tf32 = True
     return ("PyTorch CUDA float32 matmuls in TF32 (set_float32_matmul_precision('high')), "
-            "as JAX's default float32 "
-            "matmul precision on this GPU")
+            "as JAX's default float32 matmul precision on this GPU")
 
 
 def torch_available() -> tuple[bool, str]:
